@@ -90,13 +90,14 @@ def _read_table(path: Path) -> list[Subset]:
     has_labels, has_ids = "label" in df.columns, "entity_id" in df.columns
     groups: dict[str, dict[str, list]] = {}
     for row, rec in enumerate(df.to_dict("records")):
-        line = row + 2 if path.suffix.lower() == ".csv" else row  # CSV: header is line 1
+        line = row + 2 if path.suffix.lower() == ".csv" else row + 1  # CSV: the header is line 1
         sid = rec["subset_id"]
         if isinstance(sid, int) and not isinstance(sid, bool):
             sid = str(sid)
         if not isinstance(sid, str) or not sid:
             raise SubsetFormatError(f"'subset_id' must be a non-empty string, got {sid!r}", source=src, line=line)
-        g = groups.setdefault(sid, {"texts": [], "labels": [], "entity_ids": [], "line": line})
+        g = groups.setdefault(sid, {"texts": [], "labels": [], "entity_ids": [], "lines": []})
+        g["lines"].append(line)
         g["texts"].append(_cell(rec["text"]))
         if has_labels:
             g["labels"].append(_cell(rec["label"]))
@@ -108,8 +109,8 @@ def _read_table(path: Path) -> list[Subset]:
             subsets.append(
                 Subset(sid, g["texts"], g["labels"] if has_labels else None, g["entity_ids"] if has_ids else None)
             )
-        except SubsetFormatError as e:
-            raise e.located(src, g["line"]) from None
+        except SubsetFormatError as e:  # point at the entity's own row when there is one
+            raise e.located(src, g["lines"][e.entity_index or 0]) from None
     return subsets
 
 

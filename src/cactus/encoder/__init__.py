@@ -1,0 +1,18 @@
+"""The context-aware set encoder: backbone loading, inter-entity attention modes, pooling."""
+
+from cactus.encoder.attention import SIA_ATTENTION, EntityLayout, attention_implementation, sia_attention
+from cactus.encoder.backbone import DEFAULT_BACKBONE, load_backbone, resolve_backbone
+from cactus.encoder.set_encoder import ATTENTION_MODES, SetEncoder, masked_mean
+
+__all__ = [
+    "ATTENTION_MODES",
+    "DEFAULT_BACKBONE",
+    "SIA_ATTENTION",
+    "EntityLayout",
+    "SetEncoder",
+    "attention_implementation",
+    "load_backbone",
+    "masked_mean",
+    "resolve_backbone",
+    "sia_attention",
+]

