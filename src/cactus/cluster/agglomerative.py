@@ -1,9 +1,13 @@
 """Average-link agglomerative clustering of one subset from its similarity matrix.
 
 Threshold convention (defined here once, used everywhere): two clusters A and B merge while their average
-similarity mean_{i in A, j in B} s_ij is at least the threshold t, i.e. merge iff average similarity >= t. In scipy's
-terms the linkage runs on distance 1 - s and keeps every merge whose height is <= 1 - t (`merges_at`). Average
-linkage is monotone, so cutting the tree this way equals merging greedily while the closest pair is >= t.
+similarity mean_{i in A, j in B} s_ij is at least the threshold t, i.e. merge iff average similarity >= t
+(`Dendrogram.merges_at`). The linkage is scipy's, on distance 1 - s; average linkage is monotone, so keeping every
+merge whose average similarity is >= t equals merging greedily while the closest pair of clusters is >= t.
+Averages are exact: the mean of rounded similarities (below) over |A| * |B| pairs is a multiple of
+1 / (10**SIMILARITY_DECIMALS * |A| * |B|), so scipy's floating-point average is snapped to the nearest such multiple,
+and clusters whose average similarity is exactly t do merge. (Snapping needs scipy's rounding error to stay below
+half that step, which holds for subsets of up to about a thousand entities.)
 
 Order independence. Scipy's merge order, and the rounding of its averaged distances, depend on the order of the
 entities, which matters whenever two merges tie. So the input is first made canonical:
@@ -12,10 +16,12 @@ entities, which matters whenever two merges tie. So the input is first made cano
   2. the linkage runs on the entities sorted by a permutation-invariant key: colour refinement of the rounded
      matrix (start from each row's sorted values, then repeatedly refine by the multiset of (neighbour colour,
      similarity) pairs); entities still tied are structurally equivalent and keep their input order.
-The partition of permuted input is then the permuted partition whenever entities left tied are interchangeable in
-the result, e.g. duplicates, or any points that merge at a distinct height. Only a genuinely symmetric tie has no
-order-free answer (four points on a square, each close to its two neighbours: pairing them either way is equally
-valid), and there the input order decides.
+When every entity ends with its own colour (the usual case, even with many tied values) scipy sees the same matrix in
+the same order whatever the input order, so the partition of permuted input is exactly the permuted partition.
+Entities left sharing a colour are structurally alike: duplicates (always clustered together) or symmetric
+configurations such as equidistant points, which are order-free too. Only a symmetric tie whose resolution changes
+the partition has no order-free answer (four points on a square, each closest to its two neighbours: pairing them
+either way is equally valid); there the input order decides.
 
 Cluster ids are canonical: 0, 1, 2, ... in the order of each cluster's first entity in the input.
 """
@@ -76,35 +82,37 @@ class Dendrogram:
 
     Attributes:
         n_entities: n.
+        similarities: (n - 1,) average similarity of the two clusters joined by each merge, non-increasing.
         linkage: (n - 1, 4) scipy linkage matrix in input order: row m merges nodes linkage[m, 0] and linkage[m, 1]
             (ids < n are entities by input index, id n + m is the cluster formed by row m) at height
-            linkage[m, 2] = 1 - their average similarity, giving linkage[m, 3] entities. Heights are non-decreasing.
+            linkage[m, 2] = 1 - similarities[m], giving linkage[m, 3] entities.
     """
 
     def __init__(self, similarity: np.ndarray):
         q = _quantise(similarity)
         n = self.n_entities = len(q)
         if n == 1:
-            self.linkage = np.empty((0, 4))
+            self.similarities, self.linkage = np.empty(0), np.empty((0, 4))
             return
         order = _canonical_order(q)
-        distance = 1.0 - q[np.ix_(order, order)][np.triu_indices(n, 1)] / _SCALE
+        distance = (_SCALE - q[np.ix_(order, order)][np.triu_indices(n, 1)]) / _SCALE
         z = scipy_linkage(distance, method="average")
         nodes = z[:, :2].astype(np.int64)
+        sizes = np.concatenate([np.ones(n), z[:, 3]])  # entities per tree node
+        n_pairs = _SCALE * sizes[nodes[:, 0]] * sizes[nodes[:, 1]]
+        exact = (n_pairs - np.rint(z[:, 2] * n_pairs)) / n_pairs  # sum of rounded similarities / number of pairs
+        # Monotone in exact arithmetic; the running minimum only guards against scipy ordering near-equal merges.
+        self.similarities = np.minimum.accumulate(exact)
         z[:, :2] = np.where(nodes < n, order[np.minimum(nodes, n - 1)], nodes)  # canonical leaf -> input index
+        z[:, 2] = 1.0 - self.similarities
         self.linkage = z
 
-    @property
-    def heights(self) -> np.ndarray:
-        """(n - 1,) merge heights, 1 - average similarity, non-decreasing."""
-        return self.linkage[:, 2]
-
     def merges_at(self, thresholds: float | np.ndarray) -> np.ndarray:
-        """Number of merges made at each threshold: those with height <= 1 - t. Shape of `thresholds`, int64."""
+        """Number of merges made at each threshold: those with average similarity >= t. Shape of `thresholds`."""
         thresholds = np.asarray(thresholds, dtype=np.float64)
         if np.isnan(thresholds).any():
             raise ValueError("threshold is NaN")
-        return np.searchsorted(self.heights, 1.0 - thresholds, side="right")
+        return np.searchsorted(-self.similarities, -thresholds, side="right")
 
     def cut(self, n_merges: int) -> np.ndarray:
         """(n,) canonical cluster ids after the first `n_merges` merges."""
@@ -119,21 +127,20 @@ class Dendrogram:
             parent = grandparent
 
     def partition(self, threshold: float) -> np.ndarray:
-        """(n,) canonical cluster ids at `threshold` (merge iff average similarity >= threshold)."""
+        """(n,) canonical cluster ids at `threshold`: clusters merge iff their average similarity >= threshold."""
         return self.cut(int(self.merges_at(threshold)))
 
     def distinct_partitions(self) -> tuple[np.ndarray, np.ndarray]:
         """Every distinct partition along the tree, from all singletons to the last merge.
 
         Returns:
-            heights: (P,) partition p is the one at every threshold t with heights[p] <= 1 - t < heights[p + 1]
-                (heights[0] = -inf for all singletons; past the last entry, 1 - t is unbounded).
+            levels: (P,) decreasing; partition p is the one at every threshold t with levels[p + 1] < t <= levels[p]
+                (levels[0] = +inf for all singletons; the last partition holds for every t <= levels[-1]).
             labels: (P, n) canonical cluster ids of each partition.
         """
-        levels = np.unique(self.heights)
-        n_merges = np.searchsorted(self.heights, levels, side="right")
-        labels = [self.cut(0)] + [self.cut(int(k)) for k in n_merges]
-        return np.concatenate([[-np.inf], levels]), np.stack(labels)
+        levels = np.unique(self.similarities)[::-1]
+        labels = [self.cut(0)] + [self.cut(int(k)) for k in self.merges_at(levels)]
+        return np.concatenate([[np.inf], levels]), np.stack(labels)
 
 
 def agglomerative_cluster(similarity: np.ndarray, threshold: float) -> np.ndarray:

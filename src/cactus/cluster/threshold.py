@@ -3,11 +3,11 @@
 For every threshold t of a grid, every subset is clustered (`cactus.cluster.agglomerative`, merge iff average
 similarity >= t) and scored against its true labels; the threshold maximising an objective averaged over subsets wins.
 
-Fast path. A subset's partition only changes at its n - 1 merge heights, so each subset gets one linkage. Walking up
-the tree, a merge adds two columns of the contingency table into one, which changes every additive statistic of the
-table (`cactus.metrics.ContingencySums`) by (merged column) - (the two children): cumulative sums give the statistics
-of every prefix of merges at once, the metrics are evaluated, vectorised, only on the prefixes some grid point
-reaches, and every grid point is mapped to its prefix with one searchsorted.
+Fast path. A subset's partition only changes at the similarities of its n - 1 merges, so each subset gets one
+linkage. Walking up the tree, a merge adds two columns of the contingency table into one, which changes every
+additive statistic of the table (`cactus.metrics.ContingencySums`) by (merged column) - (the two children): cumulative
+sums give the statistics after every prefix of merges at once; the metrics are evaluated, vectorised, only on the
+prefixes some grid point reaches, and each grid point finds its prefix with one searchsorted.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from cactus.metrics import (
 )
 
 DEFAULT_GRID = np.round(np.linspace(-1.0, 1.0, 201), 2)  # -1.00, -0.99, ..., 1.00
-_TIE_TOLERANCE = 1e-12  # objective values this close count as equal when picking the best threshold
+_TIE_TOLERANCE = 1e-12  # objective values this close count as equal when picking the best threshold (float noise)
 
 
 @dataclass
@@ -41,8 +41,8 @@ class ThresholdCurve:
         scores: metric name -> (G,) mean over subsets; every metric of `cactus.metrics.METRICS`, plus the objective
             under its own name (e.g. "ami+ari").
         objective: '+'-joined metric names; its score is the sum of those metrics' means.
-        best_threshold: the chosen threshold: the middle of the longest run of consecutive grid points attaining
-            the best objective (the first such run if several; the lower middle point if the run has even length).
+        best_threshold: the chosen threshold, by `best_index`: the middle of the longest run of consecutive grid
+            points attaining the best objective.
         best_score: objective at `best_threshold`.
     """
 
@@ -61,6 +61,17 @@ class ThresholdCurve:
             "best_threshold": self.best_threshold,
             "best_score": self.best_score,
         }
+
+    @classmethod
+    def from_dict(cls, record: dict) -> ThresholdCurve:
+        """Inverse of `to_dict`."""
+        return cls(
+            thresholds=np.asarray(record["thresholds"], dtype=np.float64),
+            scores={name: np.asarray(values, dtype=np.float64) for name, values in record["scores"].items()},
+            objective=record["objective"],
+            best_threshold=float(record["best_threshold"]),
+            best_score=float(record["best_score"]),
+        )
 
 
 def parse_objective(objective: str) -> list[str]:
@@ -104,8 +115,7 @@ def _merge_prefix_sums(dendrogram: Dendrogram, codes: np.ndarray, emi_table: np.
         nij_sq=after_merges(node.nij_sq),
         emi=after_merges(node.emi),
         purity=after_merges(node.purity),
-        # The largest overlap of a class with a current cluster only grows, and no current cluster is smaller
-        # than a node merged into it, so the maximum over current clusters = the maximum over all nodes so far.
+        # Every node made so far lies inside a current cluster, so max over current clusters = running max over nodes.
         inverse_purity=np.maximum.accumulate(np.vstack([counts[:n].max(axis=0), counts[n:]]), axis=0).sum(axis=1),
     )
 
@@ -134,8 +144,15 @@ def subset_threshold_scores(
     return {name: values[grid_to_reached.ravel()] for name, values in scores.items()}
 
 
-def _best_index(objective_scores: np.ndarray) -> int:
-    """Middle of the first longest run of grid points within `_TIE_TOLERANCE` of the best score."""
+def best_index(objective_scores: np.ndarray) -> int:
+    """The tie rule: the middle of the longest run of consecutive grid points attaining the best score.
+
+    Scores within 1e-12 of the maximum count as attaining it; of equally long runs the first (lowest thresholds)
+    wins; a run of even length gives its lower middle point.
+
+    Args:
+        objective_scores: (G,) objective at each threshold of an increasing grid.
+    """
     is_best = np.concatenate([[False], objective_scores >= objective_scores.max() - _TIE_TOLERANCE, [False]])
     edges = np.flatnonzero(np.diff(is_best.astype(np.int8)))
     starts, ends = edges[::2], edges[1::2]  # run = grid points starts[r] .. ends[r] - 1
@@ -180,7 +197,7 @@ def tune_threshold(
     scores = {name: total / len(labels) for name, total in totals.items()}
     objective = "+".join(names)
     scores[objective] = sum(scores[name] for name in names)
-    best = _best_index(scores[objective])
+    best = best_index(scores[objective])
     return ThresholdCurve(
         thresholds=thresholds,
         scores=scores,

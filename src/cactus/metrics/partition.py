@@ -109,12 +109,13 @@ def _xlogx(x: np.ndarray) -> np.ndarray:
 
 
 def contingency_sums(tables: np.ndarray, emi_table: np.ndarray | None = None) -> ContingencySums:
-    """`ContingencySums` of a batch of contingency tables sharing the same true labels.
+    """`ContingencySums` of a batch of contingency tables over the same true classes.
 
     Args:
-        tables: (P, K, J) non-negative counts; every table has the same row sums (class sizes). Empty predicted
-            clusters (all-zero columns) are allowed, so tables with different numbers of clusters can be padded.
-        emi_table: `expected_mutual_info_table` of the class sizes, if already computed.
+        tables: (P, K, J) non-negative counts. Empty predicted clusters (all-zero columns) are allowed, so tables
+            with different numbers of clusters can be padded.
+        emi_table: `expected_mutual_info_table` of the true class sizes; by default that of the first table's row
+            sums (pass it when the tables are parts of partitions, e.g. one cluster each).
     """
     tables = np.asarray(tables, dtype=np.float64)
     b = tables.sum(axis=1)  # (P, J)
@@ -144,13 +145,13 @@ def metrics_from_sums(class_sizes: np.ndarray, sums: ContingencySums) -> dict[st
     """
     a = np.asarray(class_sizes, dtype=np.float64)
     n = a.sum()
-    log_n = math.log(n)
-    h_true = log_n - _xlogx(a).sum() / n
+    log_n, a_log_a = math.log(n), _xlogx(a).sum()
+    h_true = log_n - a_log_a / n
     h_pred = log_n - sums.b_log_b / n
     one_side_trivial = (len(a) == 1) | (sums.n_clusters == 1)
     identical = (sums.purity == n) & (sums.inverse_purity == n)  # every cluster pure and every class whole
 
-    mi = log_n + (sums.nij_log_nij - _xlogx(a).sum() - sums.b_log_b) / n
+    mi = log_n + (sums.nij_log_nij - a_log_a - sums.b_log_b) / n
     mi = np.where(one_side_trivial, 0.0, np.maximum(mi, 0.0))
     normaliser = (h_true + h_pred) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
