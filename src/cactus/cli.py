@@ -21,8 +21,12 @@ DEFAULT_DATA_DIR = "../shared/data"
 def _load_model(args) -> "cactus.Cactus":
     """--model: a saved cactus folder, "default", or a bare Hugging Face encoder (then --threshold is needed
     unless the command tunes one)."""
-    from cactus.model import CONFIG_NAME, Cactus
+    import transformers
+
     from cactus.encoder.backbone import DEFAULT_ALIASES
+    from cactus.model import CONFIG_NAME, Cactus
+
+    transformers.logging.disable_progress_bar()  # loading the weights takes a moment; its bar is noise
 
     common = {"batch_entities": args.batch_entities, "device": args.device}
     name = args.model

@@ -1,0 +1,91 @@
+import json
+
+import numpy as np
+import pytest
+
+from cactus import Cactus
+from cactus.data import Subset, read_subsets
+from cactus.metrics import partition_metrics
+from conftest import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return read_subsets(EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return Cactus.from_pretrained("default", device="cpu")
+
+
+def same_partition(a, b) -> bool:
+    return partition_metrics(a, b)["ari"] == 1.0
+
+
+def test_default_model_has_shipped_threshold(default_model):
+    assert default_model.threshold_ is not None and -1.0 <= default_model.threshold_ <= 1.0
+    assert default_model.config.threshold_provenance["command"].startswith("python benchmarks/baseline.py")
+
+
+def test_predict_shapes_and_quality_on_examples(default_model, examples):
+    preds = default_model.predict(examples)
+    assert [len(p) for p in preds] == [len(s) for s in examples]
+    for p in preds:
+        assert p.dtype.kind == "i" and p.min() == 0 and list(np.unique(p)) == list(range(p.max() + 1))
+    # the context-free pretrained encoder is far from perfect on these small subsets, but well above chance (0)
+    mean_ami = np.mean([partition_metrics(s.labels, p)["ami"] for s, p in zip(examples, preds)])
+    assert mean_ami > 0.2
+
+
+def test_predict_does_not_depend_on_entity_order(default_model, examples):
+    rng = np.random.default_rng(0)
+    base = default_model.predict(examples)
+    for _ in range(3):
+        perms = [rng.permutation(len(s)) for s in examples]
+        shuffled = [Subset(s.id, [s.texts[i] for i in p]) for s, p in zip(examples, perms)]
+        for b, p, got in zip(base, perms, default_model.predict(shuffled)):
+            assert same_partition(b[p], got)
+
+
+def test_batching_does_not_change_embeddings(examples):
+    small = Cactus(batch_entities=8, device="cpu").embed(examples)
+    large = Cactus(batch_entities=1000, device="cpu").embed(examples)
+    for a, b in zip(small, large):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+def test_fit_tunes_threshold_and_round_trips(tmp_path, examples):
+    model = Cactus(device="cpu").fit(examples[:2], examples[2:])
+    curve = model.threshold_curve_
+    assert model.threshold_ == curve.best_threshold and model.config.threshold == curve.best_threshold
+    model.save_pretrained(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "cactus_config.json").read_text())
+    assert saved["config"]["threshold"] == model.threshold_ and saved["schema_version"] == 1
+    loaded = Cactus.from_pretrained(tmp_path / "m", device="cpu")
+    assert loaded.threshold_ == model.threshold_
+    assert loaded.threshold_curve_.best_score == curve.best_score
+    for a, b in zip(model.predict(examples), loaded.predict(examples)):
+        np.testing.assert_array_equal(a, b)
+    # saving again replaces the folder whole
+    model.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_errors(tmp_path, examples):
+    with pytest.raises(ValueError, match="no threshold"):
+        Cactus(device="cpu").predict(examples)
+    with pytest.raises(FileNotFoundError, match="not a cactus model folder"):
+        Cactus.from_pretrained(tmp_path)
+    unlabelled = [Subset("u", ["a", "b"])]
+    with pytest.raises(ValueError, match="subset 'u': threshold tuning needs 'labels'"):
+        Cactus(device="cpu").fit(unlabelled)
+
+
+def test_truncation_is_counted_and_reported(caplog, examples):
+    model = Cactus(max_tokens=6, threshold=0.5, device="cpu")
+    with caplog.at_level("WARNING"):
+        model.predict(examples[:1])
+    assert model.n_truncated_ > 0
+    assert f"{model.n_truncated_} of {len(examples[0])} entities were longer than max_tokens=6" in caplog.text
