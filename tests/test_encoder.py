@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface, BertConfig, BertModel, T5Config, T5EncoderModel
 
-from cactus.encoder import ATTENTION_MODES, SIA_ATTENTION, EntityLayout, SetEncoder, attention_implementation, masked_mean
-from cactus.encoder.attention import sia_attention
+from cactus.encoder import (
+    ATTENTION_MODES, SIA_ATTENTION, EntityLayout, SetEncoder, attention_implementation, masked_mean, sia_attention,
+)
 from cactus.text.tokenize import SubsetBatch, tokenize_subsets
 
 ATOL = 1e-5
@@ -47,9 +48,9 @@ def t5():
 
 @pytest.fixture(scope="module")
 def real(default_backbone):
-    """The real default model (a copy: SetEncoder drops its pooler) and a batch of real texts."""
+    """The real default model and a batch of real texts."""
     model, tokenizer = default_backbone
-    return copy.deepcopy(model), tokenize_subsets(tokenizer, TEXTS, 32)
+    return model, tokenize_subsets(tokenizer, TEXTS, 32)
 
 
 def random_batch(lengths, vocab, seed=0, n_slots=None, l_max=None):
@@ -132,7 +133,8 @@ def test_fia_equals_stock_model_on_the_concatenation(name, bert, t5):
     out = encode(model, "fia", batch)
     with torch.no_grad():
         for b in range(2):
-            spans = [batch.input_ids[b, n][batch.attention_mask[b, n].bool()] for n in range(int(batch.entity_mask[b].sum()))]
+            real = batch.attention_mask[b].bool()
+            spans = [batch.input_ids[b, n][real[n]] for n in range(int(batch.entity_mask[b].sum()))]
             kwargs = {}
             if name == "bert":
                 kwargs["position_ids"] = torch.cat([torch.arange(len(s)) for s in spans])[None]
@@ -153,7 +155,7 @@ def reference_sia(module, query, key, value, attention_mask, scaling=None, dropo
             real = token_mask[i]
             others = [j for j in group if j != i]
             keys = torch.cat([key[i][:, real]] + [key[j][:, token_mask[j]].mean(1, keepdim=True) for j in others], 1)
-            values = torch.cat([value[i][:, real]] + [value[j][:, token_mask[j]].mean(1, keepdim=True) for j in others], 1)
+            values = torch.cat([value[i][:, real]] + [value[j][:, token_mask[j]].mean(1, True) for j in others], 1)
             scores = query[i] @ keys.transpose(1, 2) * scaling  # (H, L, own + others)
             if position_bias is not None:
                 far = far_bias.view(-1, 1, 1).expand(-1, query.shape[2], len(others))
@@ -209,7 +211,8 @@ def test_sia_dropout_is_inverted_dropout_on_the_attention_weights():
                                      torch.tensor([[True, True], [True, False]]))
     module = torch.nn.Module().train()
     clean, _ = sia_attention(module, q, k, v, None, dropout=0.0, entity_layout=layout)
-    draws = torch.stack([sia_attention(module, q, k, v, None, dropout=0.5, entity_layout=layout)[0] for _ in range(2000)])
+    samples = [sia_attention(module, q, k, v, None, dropout=0.5, entity_layout=layout)[0] for _ in range(2000)]
+    draws = torch.stack(samples)
     assert not torch.equal(draws[0], draws[1])
     torch.testing.assert_close(draws.mean(0), clean, atol=0.08, rtol=0)
 
@@ -260,13 +263,14 @@ def test_padding_entities_and_tokens_change_nothing(name, mode, bert, t5):
 @pytest.mark.parametrize("name", ["bert", "t5"])
 def test_gradients_reach_every_parameter(name, mode, bert, t5):
     model, vocab = tiny(name, bert, t5)
-    model = copy.deepcopy(model)
-    encoder = SetEncoder(model, mode)
-    assert getattr(model, "pooler", None) is None  # BERT's pooler is dropped: never used
+    encoder = SetEncoder(copy.deepcopy(model), mode)
     batch = random_batch([[5, 3, 7], [2, 6]], vocab)
     out = encoder(batch)
     (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(0))).sum().backward()
     for pname, p in encoder.named_parameters():
+        if pname.startswith("backbone.pooler."):  # BERT's [CLS] pooler: its output is not used, by design
+            assert p.grad is None
+            continue
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
 
 

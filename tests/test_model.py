@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from cactus import Cactus
 from cactus.data import Subset, read_subsets
@@ -89,3 +90,40 @@ def test_truncation_is_counted_and_reported(caplog, examples):
         model.predict(examples[:1])
     assert model.n_truncated_ > 0
     assert f"{model.n_truncated_} of {len(examples[0])} entities were longer than max_tokens=6" in caplog.text
+
+
+@pytest.mark.parametrize("attention", ["nia", "fia", "sia"])
+def test_every_attention_mode_predicts_with_the_default_model(examples, attention):
+    model = Cactus(attention=attention, threshold=0.35, device="cpu")
+    preds = model.predict(examples)
+    assert [len(p) for p in preds] == [len(s) for s in examples]
+    if attention == "nia":
+        return
+    # context changes the embeddings, and still does not depend on the order of the entities
+    nia = Cactus(device="cpu").embed(examples)
+    emb = model.embed(examples)
+    assert max(np.abs(a - b).max() for a, b in zip(nia, emb)) > 1e-3
+    perm = np.arange(len(examples[0]))[::-1]
+    flipped = model.embed([Subset("x", [examples[0].texts[i] for i in perm])])[0]
+    np.testing.assert_allclose(flipped, emb[0][perm], atol=1e-5)
+
+
+def test_t5_backbone_from_a_local_folder(tmp_path, examples, default_backbone):
+    """The paper's backbone family: a tiny random T5 saved to disk loads as an encoder and runs in every mode."""
+    from transformers import T5Config, T5EncoderModel
+
+    _, tokenizer = default_backbone
+    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=32, d_kv=8, num_heads=4, num_layers=2, d_ff=64,
+                      relative_attention_num_buckets=8, relative_attention_max_distance=16)
+    torch.manual_seed(0)
+    T5EncoderModel(config).save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    for attention in ("nia", "fia", "sia"):
+        model = Cactus(backbone=str(tmp_path / "t5"), attention=attention, device="cpu")
+        assert type(model.encoder.backbone).__name__ == "T5EncoderModel"
+        model.fit(examples)
+        model.save_pretrained(tmp_path / f"m-{attention}")
+        loaded = Cactus.from_pretrained(tmp_path / f"m-{attention}", device="cpu")
+        assert loaded.config.attention == attention
+        for a, b in zip(model.predict(examples), loaded.predict(examples)):
+            np.testing.assert_array_equal(a, b)

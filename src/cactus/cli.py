@@ -38,6 +38,8 @@ def _load_model(args) -> "cactus.Cactus":
         model = Cactus(backbone=name, max_tokens=args.max_tokens or 64, **common)
     if args.max_tokens:
         model.config.max_tokens = args.max_tokens
+    if args.attention:
+        model.config.attention = args.attention  # read when the encoder is first built
     if getattr(args, "threshold", None) is not None:
         model.threshold_ = args.threshold
     return model
@@ -54,6 +56,10 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
     p.add_argument("--max-tokens", type=int, default=None, metavar="K",
                    help="token limit per entity, special tokens included; longer texts are cut and counted "
                         "(default: the model's, 64 for a bare encoder)")
+    p.add_argument("--attention", choices=("nia", "fia", "sia"), default=None,
+                   help="how the entities of a subset see each other while encoded: nia = not at all (context-free), "
+                        "fia = full attention over the concatenated subset, sia = scalable inter-entity attention "
+                        "(default: the model's; nia for a bare encoder)")
     p.add_argument("--batch-entities", type=int, default=512, metavar="E",
                    help="entities per forward pass; lower it to save memory (default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")

@@ -7,11 +7,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, T5EncoderModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    MT5EncoderModel,
+    PreTrainedModel,
+    T5EncoderModel,
+    UMT5EncoderModel,
+)
 
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = {DEFAULT_BACKBONE, "sentence-transformers/all-MiniLM-L6-v2", "default"}
-T5_MODEL_TYPES = {"t5", "mt5", "umt5"}
+# Encoder-decoder families whose encoder stack is loaded alone.
+ENCODER_ONLY_CLASSES = {"t5": T5EncoderModel, "mt5": MT5EncoderModel, "umt5": UMT5EncoderModel}
 
 
 def resolve_backbone(name: str) -> str:
@@ -28,7 +37,7 @@ def load_backbone(name: str) -> tuple[PreTrainedModel, object]:
     path = resolve_backbone(name)
     local = Path(path).is_dir()
     config = AutoConfig.from_pretrained(path, local_files_only=local)
-    model_cls = T5EncoderModel if config.model_type in T5_MODEL_TYPES else AutoModel
+    model_cls = ENCODER_ONLY_CLASSES.get(config.model_type, AutoModel)
     model = model_cls.from_pretrained(path, config=config, local_files_only=local)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
     return model, tokenizer

@@ -21,15 +21,16 @@ class SetEncoder(nn.Module):
 
     - "nia": no inter-entity attention, every entity is encoded alone (the context-free baseline).
     - "fia": full inter-entity attention. The real tokens of a subset are packed into one sequence and run through the
-      stock model. Absolute-position backbones (BERT) get position ids restarting at 0 for every entity, so hundreds of
-      entities fit under `max_position_embeddings` and the entities' order does not matter. Relative-position
-      backbones (T5) keep the concatenation's own relative positions, as the paper's code does: order matters, but
-      distances saturate at `relative_attention_max_distance` tokens.
+      stock model. Absolute-position backbones (BERT) get position ids restarting at 0 in every entity (the BERT
+      convention; RoBERTa-style offsets are not applied), so hundreds of entities fit under `max_position_embeddings`
+      and the entities' order does not matter. Relative-position backbones (T5) keep the concatenation's own relative
+      positions, as the paper's code does: order matters, but distances saturate at `relative_attention_max_distance`.
     - "sia": scalable inter-entity attention (see `cactus.encoder.attention`): every entity's tokens attend to its own
       tokens and to one mean key/value per other entity of the subset, in every layer.
 
-    The backbone is owned: its pooler, if any, is dropped (never used, and it would hold parameters without gradient).
-    Its attention implementation is switched to SIA only for the duration of an SIA forward.
+    The backbone is used as it is: its attention implementation is switched to SIA only for the duration of an SIA
+    forward. A BERT pooler, if loaded, still runs (one D x D product per sequence) but its output is never used, so its
+    parameters get no gradient; it is kept so that a saved backbone reloads without missing weights.
     """
 
     def __init__(self, backbone: nn.Module, attention: str = "nia"):
@@ -38,15 +39,14 @@ class SetEncoder(nn.Module):
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
         if attention == "sia" and backbone.config.model_type == "umt5":
             raise NotImplementedError("sia: UMT5 has a relative position bias per layer; only T5 / MT5 are supported")
-        if getattr(backbone, "pooler", None) is not None:
-            backbone.pooler = None
         self.backbone = backbone
         self.attention = attention
         self._relative_positions = hasattr(backbone.config, "relative_attention_num_buckets")  # T5 family
 
     @property
     def dim(self) -> int:
-        return self.backbone.config.hidden_size if hasattr(self.backbone.config, "hidden_size") else self.backbone.config.d_model
+        config = self.backbone.config
+        return config.hidden_size if hasattr(config, "hidden_size") else config.d_model
 
     def forward(self, batch: SubsetBatch) -> torch.Tensor:
         """(B, N, D) L2-normalised entity embeddings; padded entities are zero vectors."""
