@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
-from sklearn import metrics as skm
 
 from cactus.cluster import (
     DEFAULT_GRID,
@@ -15,6 +14,7 @@ from cactus.cluster import (
     tune_threshold,
 )
 from cactus.metrics import METRICS
+from test_metrics import reference_metrics
 
 
 def clustered_similarity(rng, n, n_clusters, noise=0.8, dim=16):
@@ -152,23 +152,6 @@ def test_distinct_partitions_follow_the_merge_heights():
 # --- tune_threshold -------------------------------------------------------------------------------------------------
 
 
-def slow_scores(labels_true, labels_pred) -> dict[str, float]:
-    """scikit-learn's scores; identical partitions score 1.0 on all metrics."""
-    if same_partition(labels_true, labels_pred):
-        return {name: 1.0 for name in METRICS}
-    table = skm.cluster.contingency_matrix(labels_true, labels_pred)
-    precision, recall = table.max(axis=0).sum() / len(labels_true), table.max(axis=1).sum() / len(labels_true)
-    return {
-        "ami": skm.adjusted_mutual_info_score(labels_true, labels_pred),
-        "ari": skm.adjusted_rand_score(labels_true, labels_pred),
-        "nmi": skm.normalized_mutual_info_score(labels_true, labels_pred),
-        "ri": skm.rand_score(labels_true, labels_pred),
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall),
-    }
-
-
 def test_curve_matches_slow_reference():
     rng = np.random.default_rng(3)
     subsets = [clustered_similarity(rng, int(rng.integers(1, 40)), int(rng.integers(1, 8)), 0.6) for _ in range(30)]
@@ -176,7 +159,7 @@ def test_curve_matches_slow_reference():
     grid = np.round(np.linspace(-1, 1, 41), 2)
     curve = tune_threshold(similarities, labels, grid=grid, objective="nmi+ami+ri+ari")
     for g, t in enumerate(grid):
-        per_subset = [slow_scores(y, agglomerative_cluster(s, t)) for s, y in subsets]
+        per_subset = [reference_metrics(y, agglomerative_cluster(s, t)) for s, y in subsets]
         for name in METRICS:
             assert curve.scores[name][g] == pytest.approx(np.mean([scores[name] for scores in per_subset]), abs=1e-9)
     objective = curve.scores["nmi"] + curve.scores["ami"] + curve.scores["ri"] + curve.scores["ari"]
