@@ -64,6 +64,8 @@ def test_fit_tunes_threshold_and_round_trips(tmp_path, examples):
     model.save_pretrained(tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "cactus_config.json").read_text())
     assert saved["config"]["threshold"] == model.threshold_ and saved["schema_version"] == 1
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert f"| threshold | {model.threshold_} " in card and "| inter-entity attention | nia |" in card
     loaded = Cactus.from_pretrained(tmp_path / "m", device="cpu")
     assert loaded.threshold_ == model.threshold_
     assert loaded.threshold_curve_.best_score == curve.best_score
@@ -127,3 +129,45 @@ def test_t5_backbone_from_a_local_folder(tmp_path, examples, default_backbone):
         assert loaded.config.attention == attention
         for a, b in zip(model.predict(examples), loaded.predict(examples)):
             np.testing.assert_array_equal(a, b)
+
+
+SAVE_LOOP = """
+import sys
+from cactus import Cactus
+model = Cactus(backbone=sys.argv[1], device="cpu")
+i = 0
+while True:
+    model.threshold_ = model.config.threshold = round(0.01 * (i % 50), 2)
+    model.save_pretrained(sys.argv[2])
+    print(i, flush=True)
+    i += 1
+"""
+
+
+def test_save_killed_midway_leaves_a_whole_model(tmp_path, examples, default_backbone):
+    """Kill a process that saves over and over at random moments: the folder always loads, whole."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from transformers import BertConfig, BertModel
+
+    _, tokenizer = default_backbone
+    torch.manual_seed(0)
+    tiny = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                num_attention_heads=4, intermediate_size=64))
+    tiny.save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    target = tmp_path / "model"
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(tmp_path / "tiny"), str(target)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline()  # at least one save completed
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        model = Cactus.from_pretrained(target, device="cpu")
+        assert model.threshold_ in {round(0.01 * i, 2) for i in range(50)}
+        assert len(model.predict(examples[:1])[0]) == len(examples[0])

@@ -42,6 +42,14 @@ class CactusConfig:
     threshold: float | None = None
     objective: str = "ami+ari"
     threshold_provenance: dict = field(default_factory=dict)
+    pooling: str = "mean"  # masked mean of the final hidden states, L2-normalised (the only pooling)
+    loss: str | None = None  # the training loss, None for a pretrained encoder used as it is
+    neutral: float | None = None  # s0 learned by the augmented triplet loss
+    training: dict = field(default_factory=dict)  # how the weights were trained: config, data, validation results
+
+    def init_params(self) -> dict:
+        """The subset of fields that `Cactus.__init__` takes."""
+        return {k: getattr(self, k) for k in ("backbone", "attention", "max_tokens", "threshold", "objective")}
 
 
 def default_model_config() -> CactusConfig:
@@ -164,6 +172,7 @@ class Cactus:
         self._load()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _recover_dir(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             self._encoder.backbone.save_pretrained(tmp / BACKBONE_DIR)
@@ -175,6 +184,7 @@ class Cactus:
                 "threshold_curve": self.threshold_curve_.to_dict() if self.threshold_curve_ else None,
             }
             (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
+            (tmp / "README.md").write_text(model_card(self.config, self.threshold_curve_))
             _replace_dir(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -185,6 +195,7 @@ class Cactus:
         if path is None or str(path) == "default":
             return cls._from_config(default_model_config(), **kwargs)
         path = Path(path)
+        _recover_dir(path)
         cfg_file = path / CONFIG_NAME
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{path}: not a cactus model folder (no {CONFIG_NAME})")
@@ -202,22 +213,62 @@ class Cactus:
 
     @classmethod
     def _from_config(cls, config: CactusConfig, **kwargs) -> "Cactus":
-        params = {k: v for k, v in asdict(config).items() if k != "threshold_provenance"}
-        model = cls(**params, **kwargs)
+        model = cls(**config.init_params(), **kwargs)
         model.config = config
         return model
 
 
+def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
+    """The README.md of a saved model folder: what it is, how it was made, how to use it."""
+    lines = [
+        "# cactus model", "",
+        f"Context-aware clustering of entity subsets with cactus {cactus.__version__}.", "",
+        "| setting | value |", "|---|---|",
+        f"| backbone | `{config.backbone}` |",
+        f"| inter-entity attention | {config.attention} |",
+        f"| pooling | {config.pooling} of the final hidden states, L2-normalised |",
+        f"| token limit per entity | {config.max_tokens} |",
+        f"| threshold | {config.threshold} (clusters merge while their average cosine similarity is at least this) |",
+        f"| threshold objective | {config.objective} |",
+        f"| training loss | {config.loss or 'none: the pretrained encoder as it is'} |",
+    ]
+    if config.neutral is not None:
+        lines.append(f"| neutral similarity s0 | {config.neutral:.4f} |")
+    if config.threshold_provenance:
+        lines += ["", "## Threshold", "", "```json", json.dumps(config.threshold_provenance, indent=2), "```"]
+    if curve is not None:
+        lines += ["", f"Validation {curve.objective} at the chosen threshold: {curve.best_score:.4f}."]
+    if config.training:
+        lines += ["", "## Training", "", "```json", json.dumps(config.training, indent=2), "```"]
+    lines += [
+        "", "## Use", "",
+        "```bash", "cactus predict subsets.jsonl -o predictions.jsonl --model path/to/this/folder", "```", "",
+        "```python", "from cactus import Cactus", "model = Cactus.from_pretrained('path/to/this/folder')",
+        "clusters = model.predict(subsets)", "```", "",
+        "The encoder weights in `backbone/` derive from the backbone's published weights and carry its license "
+        "(Apache-2.0 for all-MiniLM-L6-v2).", "",
+    ]
+    return "\n".join(lines)
+
+
+def _old_dir(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
 def _replace_dir(new: Path, path: Path) -> None:
-    """Move folder `new` to `path`; an old folder at `path` is removed only after the new one is in place."""
-    if not path.exists():
-        os.replace(new, path)
-        return
-    old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(path, old)
+    """Move the complete folder `new` to `path`. The old folder at `path` is set aside (renamed) first and removed
+    only after the new one is in place; a crash between the two renames leaves it whole for `_recover_dir`."""
+    if path.exists():
+        shutil.rmtree(_old_dir(path), ignore_errors=True)
+        os.replace(path, _old_dir(path))
     os.replace(new, path)
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(_old_dir(path), ignore_errors=True)
+
+
+def _recover_dir(path: Path) -> None:
+    """Put back a model set aside by a save that was killed before the new one was in place."""
+    if not path.exists() and _old_dir(path).is_dir():
+        os.replace(_old_dir(path), path)
 
 
 def _batches_by_size(subsets: Sequence[Subset], batch_entities: int):

@@ -1,0 +1,466 @@
+"""Training the set encoder on labelled subsets (METHOD.md sections 2-4) with Hugging Face accelerate.
+
+One optimizer step = one batch of whole subsets: tokenize -> `SetEncoder` (train mode) -> (B, N, D) embeddings -> a
+subset loss (`cactus.losses`). Every `eval_every` steps and at the end of each epoch the validation subsets are
+embedded (eval mode), the clustering threshold is tuned on them, and the tuned objective decides the best model
+(saved with its threshold by `Cactus.save_pretrained`) and early stopping.
+
+accelerate provides device placement, DDP (`torchrun --nproc_per_node K`, gloo on CPU, with no code change) and
+checkpoints of model, optimizer, scheduler and every process's RNG. The data order is a pure function of
+(seed, epoch), and the RNG states are checkpointed, so a resumed run reaches the same weights as an uninterrupted one.
+
+Output folder:
+    train_log.jsonl        one JSON object a line: {"type": "loss", ...} every `log_every` steps, {"type": "eval", ...}
+                           at every evaluation (fields in `Trainer._evaluate`)
+    training_config.json   the `TrainingConfig` of the latest run
+    best/                  the best model so far (a `Cactus` folder; its threshold is the one tuned at that step)
+    checkpoint/            the latest resumable state (`cactus.train.checkpoint`)
+    summary.json           what `Trainer.train` returns
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from torch import nn
+from tqdm.auto import tqdm
+
+from cactus.cluster import ThresholdCurve, tune_threshold
+from cactus.data.subsets import Subset, require_labels
+from cactus.losses import AugmentedTripletLoss, LossOutput, PairwiseBCELoss, StructuredMSTLoss, TripletLoss
+from cactus.model import Cactus
+from cactus.selfsup import Augmentation, make_synthetic_subsets
+from cactus.text import SubsetBatch, tokenize_subsets
+from cactus.train.checkpoint import TrainerState, replace_dir
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("augmented_triplet", "triplet", "pairwise_bce", "structured_mst")
+LOG_NAME = "train_log.jsonl"
+BEST_DIR = "best"
+CHECKPOINT_DIR = "checkpoint"
+VAL_STREAM = 2**32 - 1  # seed stream of synthetic validation subsets; epochs use (seed, epoch) with small epochs
+
+
+@dataclass
+class TrainingConfig:
+    """Hyperparameters of one training run; JSON-serialisable (`to_dict` / `from_dict`).
+
+    Attributes:
+        loss: one of `LOSSES`.
+        margin: m of the triplet losses.
+        init_neutral: starting s0 of the augmented triplet loss (e.g. the s0 reached by pretraining).
+        lr: AdamW learning rate of the encoder (paper: 5e-5 fine-tuning, 1e-4 pretraining); constant after warmup.
+        neutral_lr: learning rate of the loss's own parameters (s0). AdamW moves a parameter by about lr per step
+            whatever its gradient, so at the encoder's rate s0 would stay near its initial value.
+        weight_decay: AdamW weight decay of the encoder; the loss's parameters get none (decay would pull s0 to 0).
+        warmup_steps: linear warmup of both rates over this many steps (0 = none).
+        batch_size: subsets per optimizer step and process.
+        epochs: passes over the training subsets.
+        max_steps: stop after this many optimizer steps, if sooner.
+        grad_clip: max global gradient norm (None = no clipping). 1.0 by default; the paper's code used 0.3.
+        eval_every: evaluate every this many steps; None = only at the end of each epoch (always done).
+        patience: stop after this many evaluations without a better validation objective (None = never).
+        log_every: write a training-loss line every this many steps (0 = none).
+        checkpoint_every: save a resumable checkpoint every this many steps; None = after every evaluation. One is
+            always saved when training ends.
+        restore_best: at the end, load the best weights (and their threshold) back into the model.
+        seed: seeds the data order, the synthetic subsets and (with the process index) torch's RNG.
+        progress: show a progress bar (main process only).
+    """
+
+    loss: str = "augmented_triplet"
+    margin: float = 0.3
+    init_neutral: float = 0.0
+    lr: float = 5e-5
+    neutral_lr: float = 5e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    batch_size: int = 4
+    epochs: int = 10
+    max_steps: int | None = None
+    grad_clip: float | None = 1.0
+    eval_every: int | None = None
+    patience: int | None = None
+    log_every: int = 50
+    checkpoint_every: int | None = None
+    restore_best: bool = True
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("batch_size", "epochs", "max_steps", "eval_every", "patience", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.warmup_steps < 0 or self.log_every < 0:
+            raise ValueError("warmup_steps and log_every must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "TrainingConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(record) - known
+        if unknown:
+            raise ValueError(f"unknown training config field(s): {sorted(unknown)}")
+        return cls(**record)
+
+
+def make_loss(config: TrainingConfig) -> nn.Module:
+    """The loss module named by `config.loss`."""
+    if config.loss == "augmented_triplet":
+        return AugmentedTripletLoss(margin=config.margin, init_neutral=config.init_neutral)
+    if config.loss == "triplet":
+        return TripletLoss(margin=config.margin)
+    if config.loss == "pairwise_bce":
+        return PairwiseBCELoss()
+    return StructuredMSTLoss()
+
+
+def label_ids(subsets: Sequence[Subset], n_max: int) -> torch.Tensor:
+    """(B, N) long: each subset's labels numbered 0..k-1 by first appearance, -1 on padded entities."""
+    out = torch.full((len(subsets), n_max), -1, dtype=torch.long)
+    for b, s in enumerate(subsets):
+        codes = {label: i for i, label in enumerate(dict.fromkeys(s.labels))}
+        out[b, : len(s)] = torch.tensor([codes[label] for label in s.labels])
+    return out
+
+
+class _EncoderWithLoss(nn.Module):
+    """Encoder and loss as one module, so that DDP all-reduces the loss's parameters (s0) with the encoder's."""
+
+    def __init__(self, encoder: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.loss = loss
+
+    def forward(self, batch: SubsetBatch, labels: torch.Tensor) -> LossOutput:
+        """`batch` of (B, N, L) tokens, (B, N) labels -> the loss of the (B, N, D) embeddings."""
+        return self.loss(self.encoder(batch), labels, batch.entity_mask)
+
+
+TrainSubsets = Sequence[Subset] | Callable[[int], Sequence[Subset]]
+
+
+class Trainer:
+    """Trains `model`'s encoder in place; see the module docstring for what lands in `output_dir`.
+
+    The model's attention mode, token limit and threshold objective are used as they are. Under `torchrun` every
+    process builds its own Trainer on the same arguments; the main process writes the log and the best model, every
+    process writes its RNG state into the checkpoint (a single shared file system is assumed).
+    """
+
+    def __init__(self, model: Cactus, config: TrainingConfig, output_dir: str | Path):
+        self.model = model
+        self.config = config
+        self.output_dir = Path(output_dir)
+        # BERT's pooler runs but feeds no loss, so its parameters get no gradient: DDP must be told to expect that.
+        self.accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        set_seed(config.seed, device_specific=True)  # different dropout masks on different processes
+        model.device = self.accelerator.device  # `Cactus.embed` (validation) then feeds the same device
+        self.encoder = model.encoder.to(model.device)
+        self.loss_fn = make_loss(config)
+        groups = [{"params": [p for p in self.encoder.parameters() if p.requires_grad],
+                   "lr": config.lr, "weight_decay": config.weight_decay}]
+        if any(True for _ in self.loss_fn.parameters()):
+            groups.append({"params": list(self.loss_fn.parameters()), "lr": config.neutral_lr, "weight_decay": 0.0})
+        optimizer = torch.optim.AdamW(groups)
+        warmup = config.warmup_steps
+        # Not passed to prepare(): accelerate would step it once per process per step; it counts optimizer steps.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
+        self.module, self.optimizer = self.accelerator.prepare(_EncoderWithLoss(self.encoder, self.loss_fn), optimizer)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.n_truncated = 0
+
+    # ---- public API ------------------------------------------------------------------------------------------
+    @property
+    def neutral(self) -> float | None:
+        """Current s0 of the augmented triplet loss (None for other losses)."""
+        neutral = getattr(self.loss_fn, "neutral", None)
+        return None if neutral is None else float(neutral.detach())
+
+    def epoch_batches(self, n_subsets: int, epoch: int) -> list[list[int]]:
+        """This process's batches of `epoch`: lists of indices into that epoch's `n_subsets` training subsets.
+
+        The shuffle depends only on (seed, epoch), so a resumed run sees the same order. Under DDP process r takes
+        batches r, r + K, ... of K processes; the last len % K batches are dropped, since every process must take
+        the same number of steps (each step synchronises gradients).
+        """
+        size, world = self.config.batch_size, self.accelerator.num_processes
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(n_subsets)
+        batches = [order[i: i + size].tolist() for i in range(0, n_subsets, size)]
+        if len(batches) < world:
+            raise ValueError(f"{n_subsets} training subsets make {len(batches)} batches, fewer than {world} processes")
+        return batches[self.accelerator.process_index: len(batches) // world * world: world]
+
+    def train(self, train_subsets: TrainSubsets, val_subsets: Sequence[Subset], resume: bool = False) -> dict:
+        """Train, evaluating and checkpointing on the way; return a summary (also written to summary.json).
+
+        Args:
+            train_subsets: labelled subsets, or a function epoch -> that epoch's subsets (e.g. synthetic ones;
+                it must return the same subsets for the same epoch, for resuming).
+            val_subsets: labelled subsets for threshold tuning, model selection and early stopping.
+            resume: continue from output_dir/checkpoint if there is one (else start afresh).
+        """
+        cfg, acc = self.config, self.accelerator
+        require_labels(val_subsets, "validation")
+        subsets_of = train_subsets if callable(train_subsets) else (lambda epoch: train_subsets)
+        state = self._start(resume)
+        run_start, elapsed_before = time.monotonic(), state.elapsed_s
+        per_epoch = len(self.epoch_batches(len(subsets_of(state.epoch)), state.epoch))
+        total = per_epoch * cfg.epochs if cfg.max_steps is None else min(per_epoch * cfg.epochs, cfg.max_steps)
+        bar = tqdm(total=total, initial=state.step, desc="training", unit="step",
+                   disable=not (cfg.progress and acc.is_main_process))
+        done = state.stopped_early or (cfg.max_steps is not None and state.step >= cfg.max_steps)
+        stepped = False
+        self.module.train()
+        while not done and state.epoch < cfg.epochs:
+            subsets = subsets_of(state.epoch)
+            require_labels(subsets, "training")
+            batches = self.epoch_batches(len(subsets), state.epoch)
+            for batch in batches[state.batch_in_epoch:]:
+                loss_sum, kept, skipped = self._train_step([subsets[i] for i in batch])
+                stepped = True
+                epoch = state.epoch
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.elapsed_s = elapsed_before + time.monotonic() - run_start
+                state.loss_sum += loss_sum
+                state.loss_count += kept
+                state.skipped += skipped
+                state.log_loss_sum += loss_sum
+                state.log_loss_count += kept
+                bar.update(1)
+                if cfg.log_every and state.step % cfg.log_every == 0:
+                    self._log_loss(state, epoch)
+                epoch_end = state.batch_in_epoch == len(batches)
+                at_max = cfg.max_steps is not None and state.step >= cfg.max_steps
+                evaluated = (cfg.eval_every is not None and state.step % cfg.eval_every == 0) or epoch_end or at_max
+                if evaluated:
+                    self._evaluate(state, val_subsets, epoch)
+                    bar.set_postfix(score=f"{state.best_score:.4f}")
+                if epoch_end:
+                    state.epoch += 1
+                    state.batch_in_epoch = 0
+                done = state.stopped_early or at_max
+                if done:
+                    break
+                if (state.step % cfg.checkpoint_every == 0) if cfg.checkpoint_every else evaluated:
+                    self._checkpoint(state)
+        bar.close()
+        if stepped:
+            self._checkpoint(state)  # always resumable from the end, e.g. with a larger max_steps
+        if self.n_truncated:
+            logger.warning("%d training entities were longer than max_tokens=%d tokens and were truncated",
+                           self.n_truncated, self.model.config.max_tokens)
+        best = self.output_dir / BEST_DIR
+        if cfg.restore_best and (best / "cactus_config.json").is_file():
+            self._restore(best)
+        summary = {
+            "steps": state.step,
+            "epochs_completed": state.epoch,
+            "stopped_early": state.stopped_early,
+            "best_score": state.best_score,
+            "best_step": state.best_step,
+            "objective": self.model.config.objective,
+            "threshold": self.model.threshold_,
+            "neutral": self.neutral,
+            "best_neutral": self.model.config.threshold_provenance.get("neutral"),
+            "elapsed_s": state.elapsed_s,
+            "n_truncated": self.n_truncated,
+            "best_dir": str(best),
+            "log": str(self.output_dir / LOG_NAME),
+        }
+        if acc.is_main_process:
+            (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def pretrain(
+        self,
+        pool: Sequence[str],
+        n_subsets_per_epoch: int,
+        val_subsets: Sequence[Subset] | None = None,
+        n_val: int = 200,
+        augmentation: Augmentation | str = "word_drop",
+        resume: bool = False,
+    ) -> dict:
+        """Self-supervised pretraining (METHOD.md section 3): `train` on fresh synthetic subsets of `pool` each epoch.
+
+        Epoch e's subsets come from `make_synthetic_subsets(pool, n_subsets_per_epoch, augmentation, seed=(seed, e))`;
+        without `val_subsets`, `n_val` synthetic ones from a stream no epoch uses serve for validation.
+        """
+        seed = self.config.seed
+        if val_subsets is None:
+            val_subsets = make_synthetic_subsets(pool, n_val, augmentation, seed=(seed, VAL_STREAM))
+        return self.train(
+            lambda epoch: make_synthetic_subsets(pool, n_subsets_per_epoch, augmentation, seed=(seed, epoch)),
+            val_subsets,
+            resume=resume,
+        )
+
+    # ---- steps -----------------------------------------------------------------------------------------------
+    def _train_step(self, subsets: Sequence[Subset]) -> tuple[float, int, int]:
+        """One optimizer step on a batch; returns (loss x kept subsets, kept subsets, skipped subsets), summed
+        over processes."""
+        acc, tokenizer = self.accelerator, self.model.tokenizer
+        batch = tokenize_subsets(tokenizer, [s.texts for s in subsets], self.model.config.max_tokens)
+        self.n_truncated += batch.n_truncated
+        batch = batch.to(acc.device)
+        out: LossOutput = self.module(batch, label_ids(subsets, batch.entity_mask.shape[1]).to(acc.device))
+        acc.backward(out.loss)
+        if self.config.grad_clip is not None:
+            acc.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        kept = len(subsets) - out.n_skipped
+        totals = torch.tensor([out.loss.item() * kept, kept, out.n_skipped], dtype=torch.float64, device=acc.device)
+        loss_sum, kept, skipped = acc.reduce(totals, reduction="sum").tolist()
+        return loss_sum, int(kept), int(skipped)
+
+    def _evaluate(self, state: TrainerState, val_subsets: Sequence[Subset], epoch: int) -> None:
+        """Tune the threshold on the validation subsets, log, keep the best model, update early stopping.
+
+        Log fields: type "eval", step, epoch, train_loss (mean over subsets since the last evaluation), skipped
+        (subsets without a loss term since then), objective, score (its mean at the tuned threshold), ami, ari,
+        threshold, neutral (s0), best (this evaluation is the best so far), elapsed_s.
+        """
+        curve = self._tune(val_subsets)
+        at = int(np.flatnonzero(curve.thresholds == curve.best_threshold)[0])
+        improved = state.best_score is None or curve.best_score > state.best_score
+        record = {
+            "type": "eval",
+            "step": state.step,
+            "epoch": epoch,
+            "train_loss": state.loss_sum / state.loss_count if state.loss_count else None,
+            "skipped": state.skipped,
+            "objective": curve.objective,
+            "score": curve.best_score,
+            "ami": float(curve.scores["ami"][at]),
+            "ari": float(curve.scores["ari"][at]),
+            "threshold": curve.best_threshold,
+            "neutral": self.neutral,
+            "best": improved,
+            "elapsed_s": round(state.elapsed_s, 3),
+        }
+        state.loss_sum, state.loss_count, state.skipped = 0.0, 0, 0
+        state.last_eval_step = state.step
+        if improved:
+            state.best_score, state.best_step, state.evals_since_best = curve.best_score, state.step, 0
+            self._save_best(curve, state, epoch, len(val_subsets))
+        else:
+            state.evals_since_best += 1
+            state.stopped_early = self.config.patience is not None and state.evals_since_best >= self.config.patience
+        self._write_log(state, record)
+
+    def _tune(self, val_subsets: Sequence[Subset]) -> ThresholdCurve:
+        """Embed the validation subsets (eval mode, sharded over processes) and tune the threshold on all of them;
+        every process computes the same curve, so all agree on the best model and on stopping."""
+        acc = self.accelerator
+        shard = list(range(acc.process_index, len(val_subsets), acc.num_processes))
+        self.encoder.eval()
+        try:
+            sims = list(zip(shard, self.model.similarities([val_subsets[i] for i in shard])))
+        finally:
+            self.encoder.train()
+        if acc.num_processes > 1:
+            sims = sorted(gather_object(sims), key=lambda pair: pair[0])
+        return tune_threshold([s for _, s in sims], [val_subsets[i].labels for i, _ in sims],
+                              objective=self.model.config.objective)
+
+    def _save_best(self, curve: ThresholdCurve, state: TrainerState, epoch: int, n_val: int) -> None:
+        """Give the model the tuned threshold and save it as output_dir/best (main process)."""
+        model = self.model
+        model.threshold_curve_ = curve
+        model.threshold_ = model.config.threshold = curve.best_threshold
+        model.config.threshold_provenance = {
+            "subsets": n_val, "objective": curve.objective, "best_score": curve.best_score,
+            "step": state.step, "epoch": epoch, "loss": self.config.loss, "neutral": self.neutral,
+        }
+        if self.accelerator.is_main_process:
+            model.save_pretrained(self.output_dir / BEST_DIR)
+        self.accelerator.wait_for_everyone()
+
+    def _restore(self, best: Path) -> None:
+        """Load the best weights and their threshold back into the model."""
+        saved = Cactus.from_pretrained(best, device=str(self.accelerator.device))
+        self.encoder.load_state_dict(saved.encoder.state_dict())
+        self.model.config.threshold = self.model.threshold_ = saved.config.threshold
+        self.model.config.threshold_provenance = saved.config.threshold_provenance
+        self.model.threshold_curve_ = saved.threshold_curve_
+
+    # ---- log and checkpoints -------------------------------------------------------------------------------
+    def _log_loss(self, state: TrainerState, epoch: int) -> None:
+        record = {
+            "type": "loss",
+            "step": state.step,
+            "epoch": epoch,
+            "loss": state.log_loss_sum / state.log_loss_count if state.log_loss_count else None,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "neutral": self.neutral,
+            "elapsed_s": round(state.elapsed_s, 3),
+        }
+        state.log_loss_sum, state.log_loss_count = 0.0, 0
+        self._write_log(state, record)
+
+    def _write_log(self, state: TrainerState, record: dict) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.output_dir / LOG_NAME, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                state.log_offset = f.tell()
+
+    def _start(self, resume: bool) -> TrainerState:
+        """Load the checkpoint (resume) or start afresh; prepare the output folder and the log."""
+        acc = self.accelerator
+        checkpoint = self.output_dir / CHECKPOINT_DIR
+        log = self.output_dir / LOG_NAME
+        if resume and (checkpoint / "trainer_state.json").is_file():
+            state = TrainerState.load(checkpoint)
+            if state.world_size != acc.num_processes:
+                raise ValueError(f"{checkpoint} was written by {state.world_size} processes, not "
+                                 f"{acc.num_processes}: the data shards would differ")
+            acc.load_state(str(checkpoint))
+            if acc.is_main_process:
+                with open(log, "a+b") as f:
+                    f.truncate(state.log_offset)  # lines written after the checkpoint are replayed
+        else:
+            if resume:
+                logger.warning("%s: no checkpoint to resume from; training from the start", checkpoint)
+            state = TrainerState(world_size=acc.num_processes)
+            if acc.is_main_process:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                log.write_text("")
+        if acc.is_main_process:
+            (self.output_dir / "training_config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        acc.wait_for_everyone()
+        return state
+
+    def _checkpoint(self, state: TrainerState) -> None:
+        """Save model, optimizer, scheduler, RNG states and `state` to output_dir/checkpoint, atomically."""
+        acc = self.accelerator
+        tmp = self.output_dir / f".{CHECKPOINT_DIR}.tmp"  # one name for all processes: each adds its RNG file
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            state.save(tmp)
+            replace_dir(tmp, self.output_dir / CHECKPOINT_DIR)
+        acc.wait_for_everyone()
