@@ -80,3 +80,28 @@ def test_help_explains_options():
     for cmd in ("predict", "evaluate", "tune-threshold"):
         proc = run(cmd, "--help")
         assert "--model" in proc.stdout and "--batch-entities" in proc.stdout
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="benchmark raw data not found")
+def test_pretrain_then_train_with_a_yaml_config(tmp_path, tiny_backbone):
+    run("data", "build", "--data-dir", SHARED_DATA, "--out", tmp_path / "bench", "--families", "clinc_intent",
+        "--n-train", "8", "--n-val", "4", "--n-test", "4", "-q")
+    bench = tmp_path / "bench" / "clinc_intent"
+    (tmp_path / "train.yaml").write_text("lr: 0.001\nepochs: 1\nbatch_size: 2\nlog_every: 1\n")
+    proc = run("pretrain", "--train", bench / "train.jsonl", "--out", tmp_path / "pre", "--model", tiny_backbone,
+               "--attention", "sia", "--subsets-per-epoch", "4", "--config", tmp_path / "train.yaml", "-q")
+    assert "pretrained on synthetic subsets" in proc.stdout
+    pre = json.loads((tmp_path / "pre" / "best" / "cactus_config.json").read_text())["config"]
+    assert pre["attention"] == "sia" and pre["loss"] == "augmented_triplet" and pre["neutral"] != 0.0
+
+    proc = run("train", "--train", bench / "train.jsonl", "--val", bench / "val.jsonl", "--out", tmp_path / "ft",
+               "--pretrained-from", tmp_path / "pre" / "best", "--config", tmp_path / "train.yaml",
+               "--max-steps", "3", "-q")
+    assert "best ami+ari" in proc.stdout
+    log = [json.loads(line) for line in (tmp_path / "ft" / "train_log.jsonl").read_text().splitlines()]
+    assert sum(r["type"] == "loss" for r in log) == 3
+    used = json.loads((tmp_path / "ft" / "training_config.json").read_text())
+    assert used["init_neutral"] == pre["neutral"]  # fine-tuning starts from the s0 that pretraining reached
+    assert used["lr"] == 0.001 and used["max_steps"] == 3  # the file, then the flags
+    proc = run("evaluate", bench / "test.jsonl", "--model", tmp_path / "ft" / "best", "-q")
+    assert "ami" in proc.stdout

@@ -144,25 +144,17 @@ while True:
 """
 
 
-def test_save_killed_midway_leaves_a_whole_model(tmp_path, examples, default_backbone):
+def test_save_killed_midway_leaves_a_whole_model(tmp_path, examples, tiny_backbone):
     """Kill a process that saves over and over at random moments: the folder always loads, whole."""
     import signal
     import subprocess
     import sys
     import time
 
-    from transformers import BertConfig, BertModel
-
-    _, tokenizer = default_backbone
-    torch.manual_seed(0)
-    tiny = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                num_attention_heads=4, intermediate_size=64))
-    tiny.save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
     target = tmp_path / "model"
     rng = np.random.default_rng(0)
     for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(tmp_path / "tiny"), str(target)],
+        proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, tiny_backbone, str(target)],
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline()  # at least one save completed
         time.sleep(rng.uniform(0.0, 0.3))

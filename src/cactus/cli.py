@@ -136,6 +136,72 @@ def cmd_tune_threshold(args) -> int:
     return 0
 
 
+TRAINING_FLAGS = ("loss", "epochs", "max_steps", "batch_size", "lr", "neutral_lr", "eval_every", "patience", "seed")
+
+
+def _training_config(args, **overrides):
+    """The training config: defaults, then the --config file (JSON or YAML), then the flags given."""
+    from cactus.train import TrainingConfig
+
+    record: dict = {}
+    if args.config:
+        path = Path(args.config)
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            record = yaml.safe_load(text) or {}
+        else:
+            record = json.loads(text)
+        if not isinstance(record, dict):
+            raise SystemExit(f"error: {path}: a training config must be a mapping of field to value")
+    record.update({k: getattr(args, k) for k in TRAINING_FLAGS if getattr(args, k) is not None})
+    record.update(overrides)
+    record["progress"] = not args.quiet
+    try:
+        return TrainingConfig.from_dict(record)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"error: training config: {e}") from None
+
+
+def cmd_train(args) -> int:
+    if args.pretrained_from:
+        args.model = args.pretrained_from
+    model = _load_model(args)
+    overrides = {}
+    if args.pretrained_from and model.config.neutral is not None and args.loss in (None, "augmented_triplet"):
+        overrides["init_neutral"] = model.config.neutral  # continue from the s0 that pretraining reached
+    config = _training_config(args, **overrides)
+    train, val = read_subsets(args.train), read_subsets(args.val)
+    require_labels(train, "training")
+    require_labels(val, "validation")
+    model.fit(train, val, config=config, output_dir=args.out, resume=args.resume)
+    summary = model.training_summary_
+    print(f"best {summary['objective']} {summary['best_score']:.4f} at step {summary['best_step']}, threshold "
+          f"{model.threshold_:.2f}" + (f", s0 {model.config.neutral:.3f}" if model.config.neutral is not None else ""))
+    _say(args, f"the best model is in {Path(args.out) / 'best'}; log: {Path(args.out) / 'train_log.jsonl'}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from cactus.selfsup import unique_texts
+    from cactus.train import Trainer
+
+    model = _load_model(args)
+    config = _training_config(args)
+    pool = unique_texts(read_subsets(args.train))
+    val = read_subsets(args.val) if args.val else None
+    if val is not None:
+        require_labels(val, "validation")
+    summary = Trainer(model, config, args.out).pretrain(pool, args.subsets_per_epoch, val_subsets=val,
+                                                        augmentation=args.augmentation, resume=args.resume)
+    print(f"pretrained on synthetic subsets of {len(pool)} texts: best {summary['objective']} "
+          f"{summary['best_score']:.4f} at step {summary['best_step']}")
+    _say(args, f"the pretrained model is in {Path(args.out) / 'best'}; fine-tune it with "
+               f"'cactus train --pretrained-from {Path(args.out) / 'best'} ...'")
+    return 0
+
+
 def cmd_data_build(args) -> int:
     from cactus.data.benchmarks import FAMILIES, build_benchmarks, format_stats
 
@@ -202,6 +268,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p, threshold=False)
     common(p)
     p.set_defaults(func=cmd_tune_threshold)
+
+    def training_args(p, lr_default: str):
+        p.add_argument("--out", required=True, metavar="DIR",
+                       help="run folder: training log, checkpoint, and the best model in DIR/best")
+        p.add_argument("--config", default=None, metavar="CFG",
+                       help="training config file (.json, .yaml) with TrainingConfig fields; flags override it")
+        p.add_argument("--loss", default=None,
+                       choices=("augmented_triplet", "triplet", "pairwise_bce", "structured_mst"),
+                       help="training loss (default: augmented_triplet, with a learnable neutral similarity s0)")
+        p.add_argument("--epochs", type=int, default=None, help="passes over the training data (default: 10)")
+        p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+        p.add_argument("--batch-size", type=int, default=None, help="subsets per step (default: 4)")
+        p.add_argument("--lr", type=float, default=None, help=f"encoder learning rate (default: {lr_default})")
+        p.add_argument("--neutral-lr", type=float, default=None, help="learning rate of s0 (default: 5e-3)")
+        p.add_argument("--eval-every", type=int, default=None,
+                       help="validate (tune the threshold, keep the best) every this many steps (default: each epoch)")
+        p.add_argument("--patience", type=int, default=None,
+                       help="stop after this many validations without improvement (default: never)")
+        p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+        p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+        _add_model_args(p, threshold=False)
+        common(p)
+
+    p = sub.add_parser("train", help="train the encoder on labelled subsets",
+                       description="Fine-tune the encoder on labelled training subsets; every validation tunes the "
+                                   "threshold and the best model is kept with it in OUT/best. Runs under "
+                                   "'torchrun --nproc_per_node K' unchanged.")
+    p.add_argument("--train", required=True, metavar="T", help="labelled training subsets")
+    p.add_argument("--val", required=True, metavar="V", help="labelled validation subsets")
+    p.add_argument("--pretrained-from", default=None, metavar="DIR",
+                   help="start from this model folder (e.g. the OUT/best of 'cactus pretrain'), and its s0")
+    training_args(p, "5e-5")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain", help="self-supervised pretraining on synthetic clusterings",
+                       description="Pretrain the encoder on synthetic subsets made from the unique texts of T: each "
+                                   "cluster is copies of one seed text, changed by --augmentation.")
+    p.add_argument("--train", required=True, metavar="T", help="subsets whose texts form the pool (labels unused)")
+    p.add_argument("--val", default=None, metavar="V",
+                   help="labelled validation subsets (default: synthetic ones from the same pool)")
+    p.add_argument("--subsets-per-epoch", type=int, default=8000, help="synthetic subsets per epoch (default: 8000)")
+    p.add_argument("--augmentation", default="word_drop", choices=("word_drop", "word_shuffle", "span_delete"),
+                   help="how a cluster's members are made from its seed text (default: word_drop, the paper's)")
+    training_args(p, "5e-5; the paper pretrained at 1e-4")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("data", help="benchmark data")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")

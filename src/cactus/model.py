@@ -13,17 +13,21 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import cactus
+from cactus.atomic import recover_dir, replace_dir
 from cactus.cluster import ThresholdCurve, agglomerative_cluster, tune_threshold
 from cactus.data.subsets import Subset, require_labels
 from cactus.encoder import DEFAULT_BACKBONE, SetEncoder, load_backbone
 from cactus.text import tokenize_subsets
+
+if TYPE_CHECKING:
+    from cactus.train import TrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,7 @@ class Cactus:
         threshold_: the threshold used by `predict` (the tuned one, or `threshold` when given).
         threshold_curve_: the `ThresholdCurve` of the last tuning, if any.
         n_truncated_: entities cut at `max_tokens` in the last `embed` call.
+        training_summary_: what the trainer reported, after `fit` with a training config.
     """
 
     def __init__(
@@ -92,6 +97,7 @@ class Cactus:
         self.threshold_ = threshold
         self.threshold_curve_: ThresholdCurve | None = None
         self.n_truncated_ = 0
+        self.training_summary_: dict | None = None
         self._encoder: SetEncoder | None = None
         self._tokenizer = None
         self._backbone_path = backbone
@@ -139,9 +145,25 @@ class Cactus:
 
     # ---- fit / predict -------------------------------------------------------------------------------------
     def fit(self, train_subsets: Sequence[Subset], val_subsets: Sequence[Subset] | None = None,
-            progress: bool = False) -> "Cactus":
-        """Fit the model; for now this tunes the threshold on `val_subsets` (or `train_subsets` without them)."""
-        self.tune_threshold(val_subsets if val_subsets is not None else train_subsets, progress=progress)
+            config: "TrainingConfig | None" = None, output_dir: str | os.PathLike | None = None,
+            resume: bool = False, progress: bool = False) -> "Cactus":
+        """Fit the model.
+
+        Without `config`: keep the encoder as it is and tune the threshold on `val_subsets` (or `train_subsets`).
+        With a `cactus.train.TrainingConfig`: train the encoder on `train_subsets` (validation on `val_subsets`, then
+        required), keep the best weights with their tuned threshold, loss and s0, and store the trainer's summary in
+        `training_summary_`. Log, checkpoints and best model go to `output_dir` (a new temporary folder if None);
+        `resume` continues from its checkpoint.
+        """
+        if config is None:
+            self.tune_threshold(val_subsets if val_subsets is not None else train_subsets, progress=progress)
+            return self
+        from cactus.train import Trainer  # imported here: cactus.train imports this module (and accelerate)
+
+        if val_subsets is None:
+            raise ValueError("training needs val_subsets: they choose the threshold, the best weights and when to stop")
+        output_dir = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="cactus-train-"))
+        self.training_summary_ = Trainer(self, config, output_dir).train(train_subsets, val_subsets, resume=resume)
         return self
 
     def tune_threshold(self, subsets: Sequence[Subset], grid: np.ndarray | None = None,
@@ -172,7 +194,7 @@ class Cactus:
         self._load()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _recover_dir(path)
+        recover_dir(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             self._encoder.backbone.save_pretrained(tmp / BACKBONE_DIR)
@@ -185,7 +207,7 @@ class Cactus:
             }
             (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
             (tmp / "README.md").write_text(model_card(self.config, self.threshold_curve_))
-            _replace_dir(tmp, path)
+            replace_dir(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -195,7 +217,7 @@ class Cactus:
         if path is None or str(path) == "default":
             return cls._from_config(default_model_config(), **kwargs)
         path = Path(path)
-        _recover_dir(path)
+        recover_dir(path)
         cfg_file = path / CONFIG_NAME
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{path}: not a cactus model folder (no {CONFIG_NAME})")
@@ -249,26 +271,6 @@ def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
         "(Apache-2.0 for all-MiniLM-L6-v2).", "",
     ]
     return "\n".join(lines)
-
-
-def _old_dir(path: Path) -> Path:
-    return path.with_name(f".{path.name}.old")
-
-
-def _replace_dir(new: Path, path: Path) -> None:
-    """Move the complete folder `new` to `path`. The old folder at `path` is set aside (renamed) first and removed
-    only after the new one is in place; a crash between the two renames leaves it whole for `_recover_dir`."""
-    if path.exists():
-        shutil.rmtree(_old_dir(path), ignore_errors=True)
-        os.replace(path, _old_dir(path))
-    os.replace(new, path)
-    shutil.rmtree(_old_dir(path), ignore_errors=True)
-
-
-def _recover_dir(path: Path) -> None:
-    """Put back a model set aside by a save that was killed before the new one was in place."""
-    if not path.exists() and _old_dir(path).is_dir():
-        os.replace(_old_dir(path), path)
 
 
 def _batches_by_size(subsets: Sequence[Subset], batch_entities: int):

@@ -1,15 +1,13 @@
-"""The trainer's resumable state and atomic folder replacement for checkpoints.
+"""The trainer's resumable state.
 
 A checkpoint folder holds what `accelerate.Accelerator.save_state` writes (model, optimizer, scheduler, one RNG file
 per process) plus `trainer_state.json` (a `TrainerState`). It is written under a temporary name and renamed into
-place, so a run killed while saving leaves the previous checkpoint intact.
+place (`cactus.atomic.replace_dir`), so a run killed while saving leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,15 +58,3 @@ class TrainerState:
     @classmethod
     def load(cls, folder: Path) -> "TrainerState":
         return cls(**json.loads((folder / STATE_NAME).read_text()))
-
-
-def replace_dir(new: Path, path: Path) -> None:
-    """Move folder `new` to `path`; an old folder at `path` is removed only after the new one is in place."""
-    if not path.exists():
-        os.replace(new, path)
-        return
-    old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(path, old)
-    os.replace(new, path)
-    shutil.rmtree(old, ignore_errors=True)

@@ -38,10 +38,11 @@ from tqdm.auto import tqdm
 from cactus.cluster import ThresholdCurve, tune_threshold
 from cactus.data.subsets import Subset, require_labels
 from cactus.losses import AugmentedTripletLoss, LossOutput, PairwiseBCELoss, StructuredMSTLoss, TripletLoss
-from cactus.model import Cactus
+from cactus.model import CONFIG_NAME, Cactus
 from cactus.selfsup import Augmentation, make_synthetic_subsets
 from cactus.text import SubsetBatch, tokenize_subsets
-from cactus.train.checkpoint import TrainerState, replace_dir
+from cactus.atomic import recover_dir, replace_dir
+from cactus.train.checkpoint import TrainerState
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class TrainingConfig:
         log_every: write a training-loss line every this many steps (0 = none).
         checkpoint_every: save a resumable checkpoint every this many steps; None = after every evaluation. One is
             always saved when training ends.
-        restore_best: at the end, load the best weights (and their threshold) back into the model.
+        restore_best: at the end, load the best weights (and their threshold) back into the model; else the model
+            keeps its last weights with the threshold tuned for them at the last evaluation.
         seed: seeds the data order, the synthetic subsets and (with the process index) torch's RNG.
         progress: show a progress bar (main process only).
     """
@@ -159,7 +161,8 @@ TrainSubsets = Sequence[Subset] | Callable[[int], Sequence[Subset]]
 class Trainer:
     """Trains `model`'s encoder in place; see the module docstring for what lands in `output_dir`.
 
-    The model's attention mode, token limit and threshold objective are used as they are. Under `torchrun` every
+    The model's attention mode, token limit and threshold objective are used as they are; its `device` chooses
+    CPU (device "cpu") or accelerate's default accelerator, on which it then stays. Under `torchrun` every
     process builds its own Trainer on the same arguments; the main process writes the log and the best model, every
     process writes its RNG state into the checkpoint (a single shared file system is assumed).
     """
@@ -168,16 +171,21 @@ class Trainer:
         self.model = model
         self.config = config
         self.output_dir = Path(output_dir)
-        # BERT's pooler runs but feeds no loss, so its parameters get no gradient: DDP must be told to expect that.
-        self.accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        # cpu=True also makes accelerate run `torchrun` processes as DDP over gloo when there is no GPU. BERT's pooler
+        # runs but feeds no loss, so its parameters get no gradient: DDP must be told to expect that.
+        self.accelerator = Accelerator(
+            cpu=model.device.type == "cpu",
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
         set_seed(config.seed, device_specific=True)  # different dropout masks on different processes
         model.device = self.accelerator.device  # `Cactus.embed` (validation) then feeds the same device
         self.encoder = model.encoder.to(model.device)
         self.loss_fn = make_loss(config)
         groups = [{"params": [p for p in self.encoder.parameters() if p.requires_grad],
                    "lr": config.lr, "weight_decay": config.weight_decay}]
-        if any(True for _ in self.loss_fn.parameters()):
-            groups.append({"params": list(self.loss_fn.parameters()), "lr": config.neutral_lr, "weight_decay": 0.0})
+        loss_params = list(self.loss_fn.parameters())
+        if loss_params:
+            groups.append({"params": loss_params, "lr": config.neutral_lr, "weight_decay": 0.0})
         optimizer = torch.optim.AdamW(groups)
         warmup = config.warmup_steps
         # Not passed to prepare(): accelerate would step it once per process per step; it counts optimizer steps.
@@ -187,6 +195,7 @@ class Trainer:
         self.module, self.optimizer = self.accelerator.prepare(_EncoderWithLoss(self.encoder, self.loss_fn), optimizer)
         self.accelerator.register_for_checkpointing(self.scheduler)
         self.n_truncated = 0
+        self._last_eval: tuple[ThresholdCurve, int, int] | None = None  # this run's last: curve, epoch, n_val
 
     # ---- public API ------------------------------------------------------------------------------------------
     @property
@@ -217,6 +226,10 @@ class Trainer:
                 it must return the same subsets for the same epoch, for resuming).
             val_subsets: labelled subsets for threshold tuning, model selection and early stopping.
             resume: continue from output_dir/checkpoint if there is one (else start afresh).
+
+        Evaluations happen every `eval_every` steps, at the end of every epoch, and at `max_steps`. A run stopped by
+        max_steps=k and resumed with a larger max_steps reaches exactly the weights of an uninterrupted run; its log
+        and early stopping match too when k is an evaluation step anyway (else the extra evaluation at k counts).
         """
         cfg, acc = self.config, self.accelerator
         require_labels(val_subsets, "validation")
@@ -264,14 +277,17 @@ class Trainer:
                 if (state.step % cfg.checkpoint_every == 0) if cfg.checkpoint_every else evaluated:
                     self._checkpoint(state)
         bar.close()
+        self.encoder.eval()  # the model's inference methods expect eval mode (no dropout)
         if stepped:
             self._checkpoint(state)  # always resumable from the end, e.g. with a larger max_steps
         if self.n_truncated:
             logger.warning("%d training entities were longer than max_tokens=%d tokens and were truncated",
                            self.n_truncated, self.model.config.max_tokens)
         best = self.output_dir / BEST_DIR
-        if cfg.restore_best and (best / "cactus_config.json").is_file():
+        if cfg.restore_best and (best / CONFIG_NAME).is_file():
             self._restore(best)
+        elif self._last_eval is not None and state.last_eval_step == state.step:
+            self._adopt(*self._last_eval, state=state)  # the last weights get the threshold tuned for them
         summary = {
             "steps": state.step,
             "epochs_completed": state.epoch,
@@ -281,7 +297,7 @@ class Trainer:
             "objective": self.model.config.objective,
             "threshold": self.model.threshold_,
             "neutral": self.neutral,
-            "best_neutral": self.model.config.threshold_provenance.get("neutral"),
+            "best_neutral": self.model.config.neutral,
             "elapsed_s": state.elapsed_s,
             "n_truncated": self.n_truncated,
             "best_dir": str(best),
@@ -342,6 +358,7 @@ class Trainer:
         threshold, neutral (s0), best (this evaluation is the best so far), elapsed_s.
         """
         curve = self._tune(val_subsets)
+        self._last_eval = (curve, epoch, len(val_subsets))
         at = int(np.flatnonzero(curve.thresholds == curve.best_threshold)[0])
         improved = state.best_score is None or curve.best_score > state.best_score
         record = {
@@ -384,25 +401,34 @@ class Trainer:
         return tune_threshold([s for _, s in sims], [val_subsets[i].labels for i, _ in sims],
                               objective=self.model.config.objective)
 
-    def _save_best(self, curve: ThresholdCurve, state: TrainerState, epoch: int, n_val: int) -> None:
-        """Give the model the tuned threshold and save it as output_dir/best (main process)."""
+    def _adopt(self, curve: ThresholdCurve, epoch: int, n_val: int, state: TrainerState) -> None:
+        """Give the model the threshold tuned for its current weights, the loss, s0 and the training record."""
         model = self.model
         model.threshold_curve_ = curve
         model.threshold_ = model.config.threshold = curve.best_threshold
         model.config.threshold_provenance = {
-            "subsets": n_val, "objective": curve.objective, "best_score": curve.best_score,
-            "step": state.step, "epoch": epoch, "loss": self.config.loss, "neutral": self.neutral,
+            "subsets": n_val, "objective": curve.objective, "best_score": curve.best_score, "step": state.step,
         }
+        model.config.loss = self.config.loss
+        model.config.neutral = self.neutral
+        model.config.training = {
+            "config": self.config.to_dict(), "step": state.step, "epoch": epoch,
+            "processes": self.accelerator.num_processes, "validation_subsets": n_val, "best_score": curve.best_score,
+        }
+
+    def _save_best(self, curve: ThresholdCurve, state: TrainerState, epoch: int, n_val: int) -> None:
+        """`_adopt` the curve and save the model as output_dir/best (main process)."""
+        self._adopt(curve, epoch, n_val, state)
         if self.accelerator.is_main_process:
-            model.save_pretrained(self.output_dir / BEST_DIR)
+            self.model.save_pretrained(self.output_dir / BEST_DIR)
         self.accelerator.wait_for_everyone()
 
     def _restore(self, best: Path) -> None:
         """Load the best weights and their threshold back into the model."""
         saved = Cactus.from_pretrained(best, device=str(self.accelerator.device))
         self.encoder.load_state_dict(saved.encoder.state_dict())
-        self.model.config.threshold = self.model.threshold_ = saved.config.threshold
-        self.model.config.threshold_provenance = saved.config.threshold_provenance
+        self.model.config = saved.config
+        self.model.threshold_ = saved.config.threshold
         self.model.threshold_curve_ = saved.threshold_curve_
 
     # ---- log and checkpoints -------------------------------------------------------------------------------
@@ -430,6 +456,9 @@ class Trainer:
         acc = self.accelerator
         checkpoint = self.output_dir / CHECKPOINT_DIR
         log = self.output_dir / LOG_NAME
+        if resume and acc.is_main_process:
+            recover_dir(checkpoint)
+        acc.wait_for_everyone()
         if resume and (checkpoint / "trainer_state.json").is_file():
             state = TrainerState.load(checkpoint)
             if state.world_size != acc.num_processes:

@@ -1,0 +1,154 @@
+"""The trainer: learning, logging, the best model, resuming, DDP, early stopping, every loss.
+
+A tiny random BERT with the default model's tokenizer, SIA attention, CLINC150 intent subsets from the benchmark
+builder (small: 16 train, 6 val).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cactus import Cactus
+from cactus.data.benchmarks import build_family
+from cactus.train import LOSSES, Trainer, TrainingConfig, label_ids
+
+from conftest import REPO, SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    return build_family("clinc_intent", SHARED_DATA, n_train=16, n_val=6, n_test=0)
+
+
+def make_model(backbone: str) -> Cactus:
+    return Cactus(backbone=backbone, attention="sia", device="cpu")
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_label_ids():
+    from cactus.data import Subset
+
+    subsets = [Subset("a", ["x", "y", "z"], ["b", "a", "b"]), Subset("b", ["x"], [7])]
+    assert label_ids(subsets, 3).tolist() == [[0, 1, 0], [0, -1, -1]]
+
+
+def test_config_round_trip_and_validation():
+    config = TrainingConfig(loss="triplet", max_steps=3)
+    assert TrainingConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="loss must be"):
+        TrainingConfig(loss="nope")
+    with pytest.raises(ValueError, match="unknown"):
+        TrainingConfig.from_dict({"lr": 1e-4, "learning_rate": 1e-4})
+
+
+def test_training_learns_logs_and_saves_the_best(tiny_backbone, data, tmp_path):
+    model = make_model(tiny_backbone)
+    config = TrainingConfig(lr=1e-3, epochs=6, eval_every=3, log_every=1, progress=False)
+    summary = Trainer(model, config, tmp_path).train(data["train"], data["val"])
+
+    log = read_log(tmp_path)
+    losses = [r["loss"] for r in log if r["type"] == "loss"]
+    assert len(losses) == summary["steps"] == 24
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+    evals = [r for r in log if r["type"] == "eval"]
+    assert [r["step"] for r in evals] == [3, 4, 6, 8, 9, 12, 15, 16, 18, 20, 21, 24]  # every 3 steps + epoch ends
+    fields = {"step", "epoch", "train_loss", "skipped", "objective", "score", "ami", "ari", "threshold", "neutral",
+              "best", "elapsed_s"}
+    assert all(fields <= set(r) for r in evals)
+    assert summary["neutral"] != 0.0 and evals[-1]["neutral"] == pytest.approx(summary["neutral"])
+    best = max(evals, key=lambda r: r["score"])
+    assert summary["best_step"] == best["step"] and summary["best_score"] == pytest.approx(best["score"])
+
+    # The in-memory model was restored to the best one; the saved folder reloads to the same predictions.
+    assert model.threshold_ == best["threshold"] == summary["threshold"]
+    assert model.config.threshold_provenance["step"] == model.config.training["step"] == best["step"]
+    assert model.config.loss == "augmented_triplet" and model.config.neutral == best["neutral"]
+    assert model.config.training["config"] == config.to_dict()
+    reloaded = Cactus.from_pretrained(tmp_path / "best", device="cpu")
+    assert reloaded.config == model.config
+    for a, b in zip(model.predict(data["val"]), reloaded.predict(data["val"])):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+
+
+def test_resume_reaches_the_same_weights(tiny_backbone, data, tmp_path):
+    """8 steps at once == 6 steps (mid-epoch 2, dropout on), then resumed to 8 in a fresh model and trainer."""
+
+    def run(output_dir: Path, max_steps: int, resume: bool = False) -> dict:
+        config = TrainingConfig(lr=1e-3, epochs=3, max_steps=max_steps, eval_every=3, log_every=1, progress=False)
+        return Trainer(make_model(tiny_backbone), config, output_dir).train(data["train"], data["val"], resume=resume)
+
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    expected = run(whole, 8)
+    assert run(split, 6)["steps"] == 6
+    resumed = run(split, 8, resume=True)
+
+    a, b = load_file(whole / "checkpoint" / "model.safetensors"), load_file(split / "checkpoint" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["neutral"] == expected["neutral"] and resumed["best_step"] == expected["best_step"]
+
+    def without_time(log):
+        return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in log]
+
+    assert without_time(read_log(split)) == without_time(read_log(whole))
+
+
+def test_early_stopping(tiny_backbone, data, tmp_path):
+    model = make_model(tiny_backbone)
+    config = TrainingConfig(lr=0.0, neutral_lr=0.0, epochs=5, eval_every=1, patience=1, progress=False)
+    summary = Trainer(model, config, tmp_path).train(data["train"], data["val"])
+    assert summary["stopped_early"] and summary["steps"] == 2 and summary["best_step"] == 1
+    assert [r["best"] for r in read_log(tmp_path) if r["type"] == "eval"] == [True, False]
+
+
+def test_without_restoring_the_best_the_last_weights_get_their_threshold(tiny_backbone, data, tmp_path):
+    model = make_model(tiny_backbone)
+    config = TrainingConfig(lr=1e-3, max_steps=3, eval_every=1, restore_best=False, progress=False)
+    Trainer(model, config, tmp_path).train(data["train"], data["val"])
+    last = [r for r in read_log(tmp_path) if r["type"] == "eval"][-1]
+    assert model.threshold_ == last["threshold"] and model.config.training["step"] == last["step"] == 3
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_trains(tiny_backbone, data, loss, tmp_path):
+    config = TrainingConfig(loss=loss, lr=1e-3, max_steps=1, log_every=1, progress=False)
+    summary = Trainer(make_model(tiny_backbone), config, tmp_path).train(data["train"], data["val"][:2])
+    (line,) = [r for r in read_log(tmp_path) if r["type"] == "loss"]
+    assert np.isfinite(line["loss"]) and summary["steps"] == 1
+    assert (summary["neutral"] is not None) == (loss == "augmented_triplet")
+
+
+def test_pretrain_on_synthetic_subsets(tiny_backbone, data, tmp_path):
+    pool = sorted({t for s in data["train"] for t in s.texts})
+    config = TrainingConfig(lr=1e-3, epochs=2, progress=False)
+    summary = Trainer(make_model(tiny_backbone), config, tmp_path).pretrain(pool, n_subsets_per_epoch=8, n_val=4)
+    assert summary["steps"] == 4 and summary["best_score"] is not None
+
+
+def test_ddp_two_processes(tiny_backbone, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           str(REPO / "tests" / "ddp_train_script.py"), tiny_backbone, str(tmp_path)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    ranks = [json.loads((tmp_path / f"batches_rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world"] == 2 and r["steps"] == 8 for r in ranks)
+    assert ranks[0]["neutral"] == ranks[1]["neutral"]  # s0's gradient is all-reduced with the encoder's
+    for epoch in (0, 1):  # 16 subsets, batches of 2, 2 ranks: 4 steps an epoch, every subset seen once
+        seen = [{i for batch in r["batches"][4 * epoch: 4 * epoch + 4] for i in batch} for r in ranks]
+        assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 16
+    assert any(r["type"] == "eval" for r in read_log(tmp_path))
+    assert {"random_states_0.pkl", "random_states_1.pkl", "model.safetensors", "trainer_state.json"} <= {
+        p.name for p in (tmp_path / "checkpoint").iterdir()}
