@@ -73,6 +73,11 @@ def test_training_learns_logs_and_saves_the_best(tiny_backbone, data, tmp_path):
     assert model.threshold_ == best["threshold"] == summary["threshold"]
     assert model.config.threshold_provenance["step"] == model.config.training["step"] == best["step"]
     assert model.config.loss == "augmented_triplet" and model.config.neutral == best["neutral"]
+    training = model.config.training
+    assert training["data"]["train_subsets"] == len(data["train"]) and not training["data"]["per_epoch_synthetic"]
+    assert training["validation"]["ami"] == pytest.approx(best["ami"])
+    card = (tmp_path / "best" / "README.md").read_text()
+    assert '"train_subsets": 16' in card and f"| neutral similarity s0 | {best['neutral']:.4f} |" in card
     assert model.config.training["config"] == config.to_dict()
     reloaded = Cactus.from_pretrained(tmp_path / "best", device="cpu")
     assert reloaded.config == model.config

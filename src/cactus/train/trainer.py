@@ -195,6 +195,7 @@ class Trainer:
         self.module, self.optimizer = self.accelerator.prepare(_EncoderWithLoss(self.encoder, self.loss_fn), optimizer)
         self.accelerator.register_for_checkpointing(self.scheduler)
         self.n_truncated = 0
+        self._data_stats: dict = {}
         self._last_eval: tuple[ThresholdCurve, int, int] | None = None  # this run's last: curve, epoch, n_val
 
     # ---- public API ------------------------------------------------------------------------------------------
@@ -234,6 +235,12 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         require_labels(val_subsets, "validation")
         subsets_of = train_subsets if callable(train_subsets) else (lambda epoch: train_subsets)
+        first = subsets_of(0)
+        self._data_stats = {  # for the model card; synthetic data changes per epoch, epoch 0 stands for all
+            "train_subsets": len(first), "train_entities": sum(len(s) for s in first),
+            "mean_clusters_per_subset": float(np.mean([len(set(s.labels)) for s in first])) if first else 0.0,
+            "per_epoch_synthetic": callable(train_subsets),
+        }
         state = self._start(resume)
         run_start, elapsed_before = time.monotonic(), state.elapsed_s
         per_epoch = len(self.epoch_batches(len(subsets_of(state.epoch)), state.epoch))
@@ -414,6 +421,9 @@ class Trainer:
         model.config.training = {
             "config": self.config.to_dict(), "step": state.step, "epoch": epoch,
             "processes": self.accelerator.num_processes, "validation_subsets": n_val, "best_score": curve.best_score,
+            "validation": {m: float(v[int(np.flatnonzero(curve.thresholds == curve.best_threshold)[0])])
+                           for m, v in curve.scores.items()},
+            "data": self._data_stats,
         }
 
     def _save_best(self, curve: ThresholdCurve, state: TrainerState, epoch: int, n_val: int) -> None:
