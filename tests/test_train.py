@@ -35,6 +35,10 @@ def read_log(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
 
 
+def without_time(log: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in log]
+
+
 def test_label_ids():
     from cactus.data import Subset
 
@@ -102,10 +106,6 @@ def test_resume_reaches_the_same_weights(tiny_backbone, data, tmp_path):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["neutral"] == expected["neutral"] and resumed["best_step"] == expected["best_step"]
-
-    def without_time(log):
-        return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in log]
-
     assert without_time(read_log(split)) == without_time(read_log(whole))
 
 
@@ -157,3 +157,37 @@ def test_ddp_two_processes(tiny_backbone, tmp_path):
     assert any(r["type"] == "eval" for r in read_log(tmp_path))
     assert {"random_states_0.pkl", "random_states_1.pkl", "model.safetensors", "trainer_state.json"} <= {
         p.name for p in (tmp_path / "checkpoint").iterdir()}
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_backbone, data, tmp_path):
+    """`cactus train` killed (SIGKILL) in the middle, then run again with --resume, ends with exactly the weights
+    and log of a run that was never interrupted."""
+    import signal
+    import time
+
+    from cactus.data import write_subsets
+
+    write_subsets(tmp_path / "train.jsonl", data["train"])
+    write_subsets(tmp_path / "val.jsonl", data["val"])
+
+    def command(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "cactus.cli", "train", "--train", str(tmp_path / "train.jsonl"),
+                "--val", str(tmp_path / "val.jsonl"), "--out", str(out), "--model", tiny_backbone,
+                "--attention", "sia", "--lr", "1e-3", "--epochs", "3", "--eval-every", "2", "-q", *extra]
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(command(whole), check=True, timeout=300)
+    proc = subprocess.Popen(command(killed))
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoint" / "trainer_state.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((killed / "checkpoint" / "trainer_state.json").read_text())
+    assert 0 < state["step"] < 12, "the kill must fall mid-run for this test to mean anything"
+    subprocess.run(command(killed, "--resume"), check=True, timeout=300)
+
+    a = load_file(whole / "checkpoint" / "model.safetensors")
+    b = load_file(killed / "checkpoint" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert without_time(read_log(killed)) == without_time(read_log(whole))
