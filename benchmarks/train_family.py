@@ -104,8 +104,10 @@ def plot(log: list[dict], path: Path, title: str) -> None:
     steps = [r["step"] for r in evals]
     ax.plot(steps, [r["ami"] for r in evals], marker="o", label="validation AMI")
     ax.plot(steps, [r["threshold"] for r in evals], marker="s", label="tuned threshold")
-    if evals and evals[0].get("neutral") is not None:
-        ax.plot(steps, [r["neutral"] for r in evals], marker="^", label="s0 (neutral similarity)")
+    losses = [r for r in log if r.get("type") == "loss" and r.get("neutral") is not None]
+    if losses:  # s0 starts at 0 (its initial value) and is logged with every loss line
+        ax.plot([0] + [r["step"] for r in losses], [0.0] + [r["neutral"] for r in losses], marker="^", markersize=3,
+                label="s0 (neutral similarity)")
     ax.set_xlabel("optimizer step")
     ax.grid(alpha=0.3)
     ax.legend()
