@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -177,8 +178,9 @@ def cmd_train(args) -> int:
     require_labels(val, "validation")
     model.fit(train, val, config=config, output_dir=args.out, resume=args.resume)
     summary = model.training_summary_
-    print(f"best {summary['objective']} {summary['best_score']:.4f} at step {summary['best_step']}, threshold "
-          f"{model.threshold_:.2f}" + (f", s0 {model.config.neutral:.3f}" if model.config.neutral is not None else ""))
+    if _main_process():
+        print(f"best {summary['objective']} {summary['best_score']:.4f} at step {summary['best_step']}, threshold "
+              f"{model.threshold_:.2f}" + (f", s0 {model.config.neutral:.3f}" if model.config.neutral is not None else ""))
     _say(args, f"the best model is in {Path(args.out) / 'best'}; log: {Path(args.out) / 'train_log.jsonl'}")
     return 0
 
@@ -195,8 +197,9 @@ def cmd_pretrain(args) -> int:
         require_labels(val, "validation")
     summary = Trainer(model, config, args.out).pretrain(pool, args.subsets_per_epoch, val_subsets=val,
                                                         augmentation=args.augmentation, resume=args.resume)
-    print(f"pretrained on synthetic subsets of {len(pool)} texts: best {summary['objective']} "
-          f"{summary['best_score']:.4f} at step {summary['best_step']}")
+    if _main_process():
+        print(f"pretrained on synthetic subsets of {len(pool)} texts: best {summary['objective']} "
+              f"{summary['best_score']:.4f} at step {summary['best_step']}")
     _say(args, f"the pretrained model is in {Path(args.out) / 'best'}; fine-tune it with "
                f"'cactus train --pretrained-from {Path(args.out) / 'best'} ...'")
     return 0
@@ -216,8 +219,13 @@ def cmd_data_build(args) -> int:
     return 0
 
 
+def _main_process() -> bool:
+    """False on the other processes of a `torchrun` launch, which must not repeat the main one's output."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _say(args, msg: str) -> None:
-    if not args.quiet:
+    if not args.quiet and _main_process():
         print(msg, file=sys.stderr)
 
 
