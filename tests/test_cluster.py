@@ -212,3 +212,13 @@ def test_tune_threshold_input_checks():
     with pytest.raises(ValueError, match="empty threshold grid"):
         tune_threshold([np.eye(2)], [[0, 1]], grid=[])
     assert tune_threshold([np.eye(2)], [[0, 1]], progress=True).best_score == 2.0
+
+
+def test_scores_at_best_reads_the_curve_at_the_best_threshold():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12, 4))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    curve = tune_threshold([x @ x.T], [rng.integers(0, 3, 12)])
+    at = list(curve.thresholds).index(curve.best_threshold)
+    assert curve.scores_at_best() == {name: float(values[at]) for name, values in curve.scores.items()}
+    assert curve.scores_at_best()[curve.objective] == curve.best_score

@@ -124,7 +124,7 @@ def cmd_tune_threshold(args) -> int:
     subsets = read_subsets(args.input)
     grid = np.round(np.arange(args.grid[0], args.grid[1] + args.grid[2] / 2, args.grid[2]), 6)
     curve = model.tune_threshold(subsets, grid=grid, progress=not args.quiet)
-    scores = {k: float(v[int(np.argmax(curve.thresholds == curve.best_threshold))]) for k, v in curve.scores.items()}
+    scores = curve.scores_at_best()
     print(f"best threshold {curve.best_threshold:.3f}  {curve.objective} = {curve.best_score:.4f}  " +
           "  ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != curve.objective))
     if args.curve:

@@ -52,6 +52,11 @@ class ThresholdCurve:
     best_threshold: float
     best_score: float
 
+    def scores_at_best(self) -> dict[str, float]:
+        """Every metric's mean over subsets at `best_threshold`."""
+        at = int(np.flatnonzero(self.thresholds == self.best_threshold)[0])
+        return {name: float(values[at]) for name, values in self.scores.items()}
+
     def to_dict(self) -> dict:
         """JSON-friendly copy: lists and floats only."""
         return {

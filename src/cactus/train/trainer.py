@@ -366,7 +366,7 @@ class Trainer:
         """
         curve = self._tune(val_subsets)
         self._last_eval = (curve, epoch, len(val_subsets))
-        at = int(np.flatnonzero(curve.thresholds == curve.best_threshold)[0])
+        at_best = curve.scores_at_best()
         improved = state.best_score is None or curve.best_score > state.best_score
         record = {
             "type": "eval",
@@ -376,8 +376,8 @@ class Trainer:
             "skipped": state.skipped,
             "objective": curve.objective,
             "score": curve.best_score,
-            "ami": float(curve.scores["ami"][at]),
-            "ari": float(curve.scores["ari"][at]),
+            "ami": at_best["ami"],
+            "ari": at_best["ari"],
             "threshold": curve.best_threshold,
             "neutral": self.neutral,
             "best": improved,
@@ -421,8 +421,7 @@ class Trainer:
         model.config.training = {
             "config": self.config.to_dict(), "step": state.step, "epoch": epoch,
             "processes": self.accelerator.num_processes, "validation_subsets": n_val, "best_score": curve.best_score,
-            "validation": {m: float(v[int(np.flatnonzero(curve.thresholds == curve.best_threshold)[0])])
-                           for m, v in curve.scores.items()},
+            "validation": curve.scores_at_best(),
             "data": self._data_stats,
         }
 
