@@ -153,7 +153,8 @@ class Cactus:
         With a `cactus.train.TrainingConfig`: train the encoder on `train_subsets` (validation on `val_subsets`, then
         required), keep the best weights with their tuned threshold, loss and s0, and store the trainer's summary in
         `training_summary_`. Log, checkpoints and best model go to `output_dir` (a new temporary folder if None);
-        `resume` continues from its checkpoint.
+        `resume` continues from its checkpoint. `progress` shows the encoding bar of threshold tuning; a training run's
+        bar is `config.progress`.
         """
         if config is None:
             self.tune_threshold(val_subsets if val_subsets is not None else train_subsets, progress=progress)
