@@ -141,12 +141,9 @@ def markdown_table(record: dict) -> str:
         o, a, k = r["test_at_own_threshold"], r["test_at_one_threshold"], r["test_kmeans_true_k"]
         lines.append(f"| {fam} | {r['own_threshold']:.2f} | {o['ami']:.3f} ± {(o['ami_ci'][1] - o['ami_ci'][0]) / 2:.3f}"
                      f" | {o['ari']:.3f} | {a['ami']:.3f} | {a['ari']:.3f} | {k['ami']:.3f} | {k['ari']:.3f} |")
-    mean = {key: np.mean([r[key][m] for r in fams.values()]) for key in
-            ("test_at_own_threshold", "test_at_one_threshold", "test_kmeans_true_k") for m in ("ami",)}
-    mean_ari = {key: np.mean([r[key]["ari"] for r in fams.values()]) for key in mean}
-    lines.append(f"| mean | | {mean['test_at_own_threshold']:.3f} | {mean_ari['test_at_own_threshold']:.3f} | "
-                 f"{mean['test_at_one_threshold']:.3f} | {mean_ari['test_at_one_threshold']:.3f} | "
-                 f"{mean['test_kmeans_true_k']:.3f} | {mean_ari['test_kmeans_true_k']:.3f} |")
+    keys = ("test_at_own_threshold", "test_at_one_threshold", "test_kmeans_true_k")
+    means = [np.mean([r[key][m] for r in fams.values()]) for key in keys for m in ("ami", "ari")]
+    lines.append("| mean | | " + " | ".join(f"{v:.3f}" for v in means) + " |")
     lines += ["", f"± is the half-width of the 95% confidence interval over test subsets. Command: "
                   f"`{record['command']}` ({record['date']}, {record['wall_seconds']['total']:.0f} s on "
                   f"{record['machine']['torch_threads']} CPU threads, of which {record['wall_seconds']['tuning']:.1f} s "

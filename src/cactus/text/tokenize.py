@@ -49,15 +49,12 @@ def tokenize_subsets(tokenizer, subsets: Sequence[Sequence[str]], max_tokens: in
     n_max = max(len(t) for t in subsets)
     l_max = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # One padded (E, L) table of the real entities, then scattered into the (B, N) slots in one indexing step.
+    flat_ids = torch.tensor([x + [pad] * (l_max - len(x)) for x in ids], dtype=torch.long)
+    flat_mask = torch.tensor([[1] * len(x) + [0] * (l_max - len(x)) for x in ids], dtype=torch.long)
+    entity_mask = torch.arange(n_max)[None, :] < torch.tensor([len(t) for t in subsets])[:, None]  # (B, N)
     input_ids = torch.full((len(subsets), n_max, l_max), pad, dtype=torch.long)
     attention_mask = torch.zeros((len(subsets), n_max, l_max), dtype=torch.long)
-    entity_mask = torch.zeros((len(subsets), n_max), dtype=torch.bool)
-    k = 0
-    for b, texts in enumerate(subsets):
-        for n in range(len(texts)):
-            x = ids[k]
-            input_ids[b, n, : len(x)] = torch.tensor(x, dtype=torch.long)
-            attention_mask[b, n, : len(x)] = 1
-            entity_mask[b, n] = True
-            k += 1
+    input_ids[entity_mask] = flat_ids
+    attention_mask[entity_mask] = flat_mask
     return SubsetBatch(input_ids, attention_mask, entity_mask, len(long))
