@@ -134,6 +134,20 @@ def test_every_loss_trains(tiny_backbone, data, loss, tmp_path):
     assert (summary["neutral"] is not None) == (loss == "augmented_triplet")
 
 
+def test_anchor_keeps_the_weights_near_their_start(tiny_backbone, data, tmp_path):
+    start = {k: v.clone() for k, v in make_model(tiny_backbone).encoder.state_dict().items()}
+
+    def drift(anchor: float) -> float:
+        model = make_model(tiny_backbone)
+        config = TrainingConfig(lr=1e-2, max_steps=4, anchor=anchor, seed=0, progress=False)
+        Trainer(model, config, tmp_path / str(anchor)).train(data["train"], data["val"][:2])
+        weights = model.encoder.state_dict()
+        return sum(float(((weights[k] - v) ** 2).sum()) for k, v in start.items())
+
+    free, anchored = drift(0.0), drift(50.0)
+    assert 0 < anchored < 0.5 * free
+
+
 def test_pretrain_on_synthetic_subsets(tiny_backbone, data, tmp_path):
     pool = sorted({t for s in data["train"] for t in s.texts})
     config = TrainingConfig(lr=1e-3, epochs=2, progress=False)

@@ -65,6 +65,10 @@ class TrainingConfig:
         neutral_lr: learning rate of the loss's own parameters (s0). AdamW moves a parameter by about lr per step
             whatever its gradient, so at the encoder's rate s0 would stay near its initial value.
         weight_decay: AdamW weight decay of the encoder; the loss's parameters get none (decay would pull s0 to 0).
+        anchor: decay of the encoder's weights towards those it started training from (L2-SP, decoupled like AdamW's
+            weight decay, which pulls towards 0 instead): each step moves every weight back by lr x anchor of its
+            distance from its start. It keeps the fine-tuned encoder near the pretrained one, which generalises to
+            families it never saw. 0 = off; lr x anchor is the fraction pulled back per step.
         warmup_steps: linear warmup of both rates over this many steps (0 = none).
         batch_size: subsets per optimizer step and process.
         epochs: passes over the training subsets.
@@ -87,6 +91,7 @@ class TrainingConfig:
     lr: float = 5e-5
     neutral_lr: float = 5e-3
     weight_decay: float = 0.01
+    anchor: float = 0.0
     warmup_steps: int = 0
     batch_size: int = 4
     epochs: int = 10
@@ -107,8 +112,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.warmup_steps < 0 or self.log_every < 0:
-            raise ValueError("warmup_steps and log_every must be >= 0")
+        if self.warmup_steps < 0 or self.log_every < 0 or self.anchor < 0:
+            raise ValueError("warmup_steps, log_every and anchor must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -183,6 +188,8 @@ class Trainer:
         self.loss_fn = make_loss(config)
         groups = [{"params": [p for p in self.encoder.parameters() if p.requires_grad],
                    "lr": config.lr, "weight_decay": config.weight_decay}]
+        # The starting weights, for `anchor`; a resumed run rebuilds them from the same starting model.
+        self._anchor = ([(p, p.detach().clone()) for p in groups[0]["params"]] if config.anchor else [])
         loss_params = list(self.loss_fn.parameters())
         if loss_params:
             groups.append({"params": loss_params, "lr": config.neutral_lr, "weight_decay": 0.0})
@@ -350,6 +357,11 @@ class Trainer:
         if self.config.grad_clip is not None:
             acc.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
         self.optimizer.step()
+        if self._anchor:  # decoupled from the gradient, so Adam's per-parameter scaling does not undo it
+            pull = self.optimizer.param_groups[0]["lr"] * self.config.anchor
+            with torch.no_grad():
+                for p, p0 in self._anchor:
+                    p.sub_(pull * (p - p0))
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         kept = len(subsets) - out.n_skipped

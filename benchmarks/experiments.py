@@ -1,0 +1,433 @@
+"""The paper's experiments on the benchmark families: one runner, one config per experiment in benchmarks/configs/.
+
+A config lists runs; a run is a `RunSpec` (what to train on, how, and what to test on) and a list of seeds. Each
+(run, seed) trains in its own process (so its peak memory is its own) and writes one JSON record: the command, seed,
+versions, wall times, peak memory, throughput, the training log's s0 trajectory, and per test family the test AMI and
+ARI at the model's one stored threshold and at the family's own validation-tuned threshold. Records are keyed by the
+run's settings, so a run shared by several experiments (say, SIA with the augmented triplet loss on all five
+families) is trained once, and an interrupted `run` continues where it stopped. `report` turns the records of an
+experiment into a Markdown table, a JSON summary and plots.
+
+    cactus data build --out data/benchmark
+    python benchmarks/experiments.py run main --jobs 2        # trains what main.json lists and has no record yet
+    python benchmarks/experiments.py report main              # docs/results/experiments/main.{md,json,png}
+    python benchmarks/experiments.py run main --quick         # every run cut to a few steps and subsets (minutes)
+
+Records and reports go to docs/results/experiments/ (quick ones to runs/experiments-quick/results/, never mixed);
+checkpoints and logs to runs/experiments[-quick]/. `--seeds K` runs only each run's first K seeds (a first pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "benchmarks" / "configs"
+FIVE = ("clinc_intent", "clinc_domain", "banking77", "amazon_category", "product_same")
+SIX = FIVE + ("clinc_mixed",)
+QUICK = {"steps": 4, "pretrain_steps": 2, "train_subsets": 8, "val_subsets": 3, "test_subsets": 3}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training-and-test setup. Sizes are per family; `train_families` empty = the pretrained encoder as it is
+    (its one threshold tuned on the validation subsets of `test_families`)."""
+
+    attention: str = "sia"
+    loss: str = "augmented_triplet"
+    train_families: tuple[str, ...] = FIVE
+    test_families: tuple[str, ...] = SIX
+    train_subsets: int | None = None  # first N training subsets of each family (None = all)
+    val_subsets: int = 25  # first N validation subsets of each family: threshold, model choice, own thresholds
+    test_subsets: int = 80  # first N test subsets of each family
+    steps: int = 250
+    batch_size: int = 4
+    lr: float = 5e-5
+    anchor: float = 0.0
+    pretrain_steps: int = 0  # self-supervised pretraining steps before fine-tuning (0 = none)
+    pretrain_families: tuple[str, ...] | None = None  # whose (unlabelled) training texts; None = train_families
+    pretrain_augmentation: str = "word_drop"
+    pretrain_lr: float = 1e-4
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "RunSpec":
+        known = {f.name for f in fields(cls)}
+        if set(record) - known:
+            raise ValueError(f"unknown run setting(s): {sorted(set(record) - known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+
+    def key(self) -> str:
+        """A file name: readable settings plus a hash of all of them."""
+        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        trained_on = ("none" if not self.train_families else "five" if set(self.train_families) == set(FIVE)
+                      else "+".join(self.train_families) if len(self.train_families) < 3
+                      else "not-" + "+".join(sorted(set(FIVE) - set(self.train_families))))
+        return f"{self.attention}_{self.loss if self.train_families else 'pretrained'}_{trained_on}_{digest}"
+
+    def quick(self) -> "RunSpec":
+        cut = {k: v if getattr(self, k) is None else min(v, getattr(self, k)) for k, v in QUICK.items()}
+        return replace(self, **cut)
+
+
+@dataclass
+class Experiment:
+    name: str
+    description: str
+    runs: dict[str, tuple[RunSpec, tuple[int, ...]]]  # label -> (spec, seeds)
+    tables: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, name: str) -> "Experiment":
+        """A config by name (benchmarks/configs/<name>.json) or by path."""
+        path = Path(name) if name.endswith(".json") else CONFIGS / f"{name}.json"
+        config = json.loads(path.read_text())
+        name = path.stem
+        defaults = config.get("defaults", {})
+        runs = {}
+        for label, run in config["runs"].items():
+            run = {**defaults, **run}
+            seeds = tuple(run.pop("seeds", (0,)))
+            runs[label] = (RunSpec.from_dict(run), seeds)
+        return cls(name, config["description"], runs)
+
+
+def default_dirs(quick: bool) -> tuple[Path, Path]:
+    """(results, work): where records and reports go, and where checkpoints and logs go."""
+    if quick:
+        return REPO / "runs" / "experiments-quick" / "results", REPO / "runs" / "experiments-quick"
+    return REPO / "docs" / "results" / "experiments", REPO / "runs" / "experiments"
+
+
+def record_path(results: Path, spec: RunSpec, seed: int) -> Path:
+    return results / "runs" / f"{spec.key()}_s{seed}.json"
+
+
+# ---- one run (in its own process) ------------------------------------------------------------------------------
+def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, workdir: Path) -> None:
+    import torch
+    import transformers
+
+    import cactus
+    from cactus import Cactus
+    from cactus.cluster import agglomerative_cluster, tune_threshold
+    from cactus.data import read_subsets
+    from cactus.evaluate import evaluate_predictions
+    from cactus.selfsup import unique_texts
+    from cactus.train import Trainer, TrainingConfig
+
+    def first(family: str, split: str, n: int | None) -> list:
+        return read_subsets(bench / family / f"{split}.jsonl")[:n]
+
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    model = Cactus(backbone=backbone, attention=spec.attention, device="cpu")
+    families = dict.fromkeys(spec.train_families + spec.test_families)
+    val = {f: first(f, "val", spec.val_subsets) for f in families}
+    train = [s for f in spec.train_families for s in first(f, "train", spec.train_subsets)]
+    seconds: dict[str, float] = {}
+    pretrain_summary = None
+    common = {"batch_size": spec.batch_size, "seed": seed, "log_every": max(1, min(25, spec.steps // 10)),
+              "progress": False}
+    if spec.pretrain_steps:
+        pool_families = spec.pretrain_families if spec.pretrain_families is not None else spec.train_families
+        pool = unique_texts([s for f in pool_families for s in first(f, "train", None)])
+        config = TrainingConfig(lr=spec.pretrain_lr, epochs=1, max_steps=spec.pretrain_steps, **common)
+        pretrain_summary = Trainer(model, config, workdir / "pretrain").pretrain(
+            pool, n_subsets_per_epoch=spec.pretrain_steps * spec.batch_size, n_val=4 * spec.val_subsets,
+            augmentation=spec.pretrain_augmentation)
+        seconds["pretrain"] = time.perf_counter() - start
+    train_start = time.perf_counter()
+    summary = None
+    if spec.train_families:
+        config = TrainingConfig(loss=spec.loss, lr=spec.lr, anchor=spec.anchor, epochs=10**6, max_steps=spec.steps,
+                                init_neutral=model.config.neutral or 0.0, **common)
+        model.fit(train, [s for f in spec.train_families for s in val[f]], config=config, output_dir=workdir / "train")
+        summary = model.training_summary_
+    else:
+        model.tune_threshold([s for f in spec.test_families for s in val[f]])
+    seconds["train"] = time.perf_counter() - train_start
+
+    eval_start, n_entities, results = time.perf_counter(), 0, {}
+    for fam in spec.test_families:
+        test = first(fam, "test", spec.test_subsets)
+        sims = model.similarities(test)
+        own = tune_threshold(model.similarities(val[fam]), [s.labels for s in val[fam]],
+                             objective=model.config.objective)
+        n_entities += sum(len(s) for s in test) + sum(len(s) for s in val[fam])
+        stored = evaluate_predictions(test, [agglomerative_cluster(s, model.threshold_) for s in sims])
+        at_own = evaluate_predictions(test, [agglomerative_cluster(s, own.best_threshold) for s in sims])
+        results[fam] = {
+            "own_threshold": own.best_threshold, "test_subsets": len(test),
+            "stored": {m: stored["summary"][m]["mean"] for m in ("ami", "ari")},
+            "stored_ci": {m: [stored["summary"][m]["ci_low"], stored["summary"][m]["ci_high"]] for m in ("ami", "ari")},
+            "own": {m: at_own["summary"][m]["mean"] for m in ("ami", "ari")},
+        }
+    seconds["evaluate"] = time.perf_counter() - eval_start
+
+    log = []
+    if summary:
+        log = [json.loads(line) for line in Path(summary["log"]).read_text().splitlines()]
+    out = {
+        "spec": asdict(spec), "seed": seed, "key": spec.key(),
+        "command": f"python benchmarks/experiments.py _one --spec '{json.dumps(asdict(spec))}' --seed {seed}",
+        "threshold": model.threshold_, "neutral": model.config.neutral,
+        "families": results,
+        "training_summary": summary, "pretrain_summary": pretrain_summary,
+        "s0": [[r["step"], r["neutral"]] for r in log if r["type"] == "loss" and r.get("neutral") is not None],
+        "validation": [{k: r[k] for k in ("step", "ami", "ari", "threshold")} for r in log if r["type"] == "eval"],
+        "wall_seconds": seconds | {"total": time.perf_counter() - start},
+        "train_subsets_per_second": (spec.steps * spec.batch_size / seconds["train"]) if spec.train_families else None,
+        "eval_entities_per_second": n_entities / seconds["evaluate"],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "date": date.today().isoformat(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "transformers": transformers.__version__,
+                    "cactus": cactus.__version__, "backbone": backbone},
+    }
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(record)
+
+
+# ---- scheduling ------------------------------------------------------------------------------------------------
+def pending(experiments: list[Experiment], args) -> list[tuple[RunSpec, int]]:
+    """(spec, seed) pairs without a record, in config order (seed-major, so seed 0 of every run comes first)."""
+    todo: dict[tuple[RunSpec, int], None] = {}
+    for exp in experiments:
+        max_seeds = max(len(seeds) for _, seeds in exp.runs.values())
+        for i in range(min(max_seeds, args.seeds or max_seeds)):
+            for spec, seeds in exp.runs.values():
+                spec = spec.quick() if args.quick else spec
+                if i < len(seeds) and not record_path(args.results, spec, seeds[i]).exists():
+                    todo[(spec, seeds[i])] = None
+    return list(todo)
+
+
+def run(experiments: list[Experiment], args) -> None:
+    todo = pending(experiments, args)
+    print(f"{len(todo)} run(s) to do")
+    logs = args.work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    active: list[tuple[subprocess.Popen, str]] = []
+    failed = []
+    while todo or active:
+        while todo and len(active) < args.jobs:
+            spec, seed = todo.pop(0)
+            name = f"{spec.key()}_s{seed}"
+            cmd = [sys.executable, __file__, "_one", "--spec", json.dumps(asdict(spec)), "--seed", str(seed),
+                   "--bench", args.bench, "--backbone", args.backbone, "--threads", str(args.threads),
+                   "--results", str(args.results), "--work", str(args.work)]
+            log = open(logs / f"{name}.log", "w")
+            active.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO), name))
+            print(f"started {name}", flush=True)
+        time.sleep(1)
+        for proc, name in list(active):
+            if proc.poll() is not None:
+                active.remove((proc, name))
+                print(f"{'finished' if proc.returncode == 0 else 'FAILED'} {name}", flush=True)
+                if proc.returncode:
+                    failed.append(name)
+    if failed:
+        sys.exit(f"{len(failed)} run(s) failed (logs in {logs}): {', '.join(failed)}")
+
+
+# ---- reports ---------------------------------------------------------------------------------------------------
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval over seeds (nan with one value)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), float("nan")
+    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def aggregate(exp: Experiment, quick: bool, results: Path) -> dict:
+    """label -> per family and over families: mean and CI over seeds of test AMI / ARI at the stored threshold and
+    at the family's own threshold, the own thresholds, and the run records' costs."""
+    out = {}
+    for label, (spec, seeds) in exp.runs.items():
+        spec = spec.quick() if quick else spec
+        records = [json.loads(p.read_text()) for s in seeds if (p := record_path(results, spec, s)).exists()]
+        if not records:
+            continue
+        fams = {}
+        for fam in spec.test_families:
+            fams[fam] = {f"{where}_{m}": mean_ci([r["families"][fam][where][m] for r in records])
+                         for where in ("stored", "own") for m in ("ami", "ari")}
+            fams[fam]["own_threshold"] = mean_ci([r["families"][fam]["own_threshold"] for r in records])
+            if len(records) == 1:  # one seed: the CI over test subsets instead
+                lo, hi = records[0]["families"][fam]["stored_ci"]["ami"]
+                fams[fam]["stored_ami"] = (fams[fam]["stored_ami"][0], (hi - lo) / 2)
+        over = {}
+        for group, members in (("mean_five", FIVE), ("mean_six", SIX)):
+            if all(f in spec.test_families for f in members):
+                over[group] = {f"{where}_{m}": mean_ci([np.mean([r["families"][f][where][m] for f in members])
+                                                        for r in records])
+                               for where in ("stored", "own") for m in ("ami", "ari")}
+        out[label] = {
+            "key": spec.key(), "spec": asdict(spec), "seeds": [r["seed"] for r in records], "families": fams,
+            "over_families": over,
+            "threshold": mean_ci([r["threshold"] for r in records]),
+            "neutral": mean_ci([r["neutral"] for r in records]) if records[0]["neutral"] is not None else None,
+            "s0": {r["seed"]: r["s0"] for r in records},
+            "minutes": float(np.median([r["wall_seconds"]["total"] for r in records]) / 60),
+            "train_subsets_per_second": (float(np.median([r["train_subsets_per_second"] for r in records]))
+                                         if records[0]["train_subsets_per_second"] else None),
+            "eval_entities_per_second": float(np.median([r["eval_entities_per_second"] for r in records])),
+            "peak_rss_mib": float(max(r["peak_rss_mib"] for r in records)),
+        }
+    return out
+
+
+def fmt(pair: tuple[float, float] | None) -> str:
+    if pair is None:
+        return ""
+    m, h = pair
+    return f"{m:.3f}" if np.isnan(h) else f"{m:.3f} ± {h:.3f}"
+
+
+def markdown(exp: Experiment, agg: dict, quick: bool) -> str:
+    fams = [f for f in SIX if any(f in a["families"] for a in agg.values())]
+    lines = [f"# Experiment `{exp.name}`{' (quick mode: not results)' if quick else ''}", "", exp.description, "",
+             f"`python benchmarks/experiments.py run {exp.name}` then `... report {exp.name}`"
+             f"{' with --quick' if quick else ''}.", "",
+             "Test AMI at the model's one stored threshold (mean ± 95% CI over seeds; with one seed, over test "
+             "subsets). *five* = mean over the five families other than clinc_mixed; *own t* columns: the same "
+             "model at each family's own validation-tuned threshold.", ""]
+    head = ["run", "seeds", "stored t"] + fams + ["five", "six", "five (own t)"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, a in agg.items():
+        over = a["over_families"]
+        row = [label, str(len(a["seeds"])), f"{a['threshold'][0]:.2f}"]
+        row += [fmt(a["families"][f]["stored_ami"]) if f in a["families"] else "" for f in fams]
+        row += [fmt(over.get("mean_five", {}).get("stored_ami")), fmt(over.get("mean_six", {}).get("stored_ami")),
+                fmt(over.get("mean_five", {}).get("own_ami"))]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Test ARI at the stored threshold, and each family's own validation-tuned threshold:", ""]
+    head = ["run"] + [f"ARI {f}" for f in fams] + [f"own t {f}" for f in fams]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, a in agg.items():
+        row = [label] + [fmt(a["families"][f]["stored_ari"]) if f in a["families"] else "" for f in fams]
+        row += [f"{a['families'][f]['own_threshold'][0]:.2f}" if f in a["families"] else "" for f in fams]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Cost per run (median over seeds; runs shared the 2 CPU cores, one thread each):", "",
+              "| run | s0 | minutes | training subsets/s | evaluation entities/s | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    for label, a in agg.items():
+        tps = a["train_subsets_per_second"]
+        lines.append(f"| {label} | {fmt(a['neutral'])} | {a['minutes']:.1f} | {'' if tps is None else f'{tps:.2f}'} | "
+                     f"{a['eval_entities_per_second']:.0f} | {a['peak_rss_mib']:.0f} |")
+    lines += ["", "Run settings (records in [runs/](runs/), one JSON per run and seed):", ""]
+    for label, a in agg.items():
+        changed = {k: v for k, v in a["spec"].items() if v != getattr(RunSpec(), k) and k != "test_families"}
+        lines.append(f"- **{label}** `{a['key']}`: {json.dumps(changed) if changed else 'the defaults'}")
+    defaults = {k: v for k, v in asdict(RunSpec()).items()}
+    lines += ["", f"Defaults: `{json.dumps(defaults)}`", ""]
+    return "\n".join(lines)
+
+
+def plot(exp: Experiment, agg: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_s0 = {label: a for label, a in agg.items() if any(a["s0"].values())}
+    fig, axes = plt.subplots(1, 2 if with_s0 else 1, figsize=(13 if with_s0 else 7, 4.5), squeeze=False)
+    ax = axes[0][0]
+    labels = list(agg)
+    means = [a["over_families"].get("mean_five", a["over_families"].get("mean_six", {})).get("stored_ami",
+             (np.nan, np.nan)) for a in agg.values()]
+    if all(np.isnan(m) for m, _ in means):  # e.g. leave-one-out: one family per run
+        means = [next(iter(a["families"].values()))["stored_ami"] for a in agg.values()]
+    ax.barh(labels, [m for m, _ in means], xerr=[0 if np.isnan(h) else h for _, h in means], color="tab:blue")
+    ax.set_xlabel("test AMI at the stored threshold (mean over families)")
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlim(0, 1)
+    if with_s0:
+        ax = axes[0][1]
+        for label, a in with_s0.items():
+            for seed, points in a["s0"].items():
+                if points:
+                    steps, s0 = zip(*([(0, 0.0)] + points))
+                    ax.plot(steps, s0, label=f"{label} seed {seed}", alpha=0.8)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("s0 (neutral similarity)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"experiment {exp.name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def report(exp: Experiment, quick: bool, results: Path) -> None:
+    agg = aggregate(exp, quick, results)
+    out = results / exp.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"experiment": exp.name, "runs": agg}, indent=2) + "\n")
+    text = markdown(exp, agg, quick)
+    out.with_suffix(".md").write_text(text)
+    if agg:
+        plot(exp, agg, out.with_suffix(".png"))
+    print(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "report"):
+        p = sub.add_parser(name)
+        p.add_argument("experiments", nargs="+", help=f"config names in {CONFIGS.relative_to(REPO)}, or .json paths")
+        p.add_argument("--quick", action="store_true", help="cut every run to a few steps and subsets")
+    p = sub.choices["run"]
+    p.add_argument("--jobs", type=int, default=2, help="runs at once")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--seeds", type=int, default=None, help="only each run's first K seeds")
+    one = sub.add_parser("_one", help="one (run, seed), in this process (used by run)")
+    one.add_argument("--spec", required=True)
+    one.add_argument("--seed", type=int, required=True)
+    one.add_argument("--threads", type=int, default=1)
+    for p in sub.choices.values():
+        p.add_argument("--results", type=Path, default=None, help="records and reports (default: see above)")
+        p.add_argument("--work", type=Path, default=None, help="checkpoints and logs (default: see above)")
+        if p is not sub.choices["report"]:
+            p.add_argument("--bench", default="data/benchmark")
+            p.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    args = ap.parse_args()
+    results, work = default_dirs(getattr(args, "quick", False))
+    args.results, args.work = args.results or results, args.work or work
+
+    if args.cmd == "_one":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        spec = RunSpec.from_dict(json.loads(args.spec))
+        record = record_path(args.results, spec, args.seed)
+        run_one(spec, args.seed, Path(args.bench), args.backbone, record, args.work / record.stem)
+        return
+    experiments = [Experiment.load(name) for name in args.experiments]
+    if args.cmd == "run":
+        run(experiments, args)
+    else:
+        for exp in experiments:
+            report(exp, args.quick, args.results)
+
+
+if __name__ == "__main__":
+    main()

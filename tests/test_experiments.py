@@ -1,0 +1,78 @@
+"""The experiment runner (benchmarks/experiments.py): configs, one record per run and seed, resuming, reports.
+
+Runs the real script in quick mode on a tiny random BERT and a small benchmark built from the shared data.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cactus.data.benchmarks import build_benchmarks
+
+from conftest import REPO, SHARED_DATA
+
+SCRIPT = REPO / "benchmarks" / "experiments.py"
+sys.path.insert(0, str(SCRIPT.parent))
+from experiments import CONFIGS, Experiment, RunSpec  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"benchmark raw data not found at {SHARED_DATA}")
+
+
+@pytest.mark.parametrize("config", sorted(p.stem for p in CONFIGS.glob("*.json")))
+def test_shipped_configs_load(config):
+    exp = Experiment.load(config)
+    assert exp.runs and exp.description
+    for spec, seeds in exp.runs.values():
+        assert spec.test_families and seeds
+        assert set(spec.train_families) <= set(RunSpec().test_families)
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(ValueError, match="learning_rate"):
+        RunSpec.from_dict({"learning_rate": 1e-4})
+
+
+def test_quick_cut_keeps_pretraining_off():
+    assert RunSpec().quick().pretrain_steps == 0
+    assert RunSpec(pretrain_steps=100).quick().pretrain_steps == 2
+    assert RunSpec(train_subsets=None).quick().train_subsets == 8
+
+
+def test_run_resume_and_report(tiny_backbone, tmp_path):
+    families = ("clinc_intent", "product_same")
+    build_benchmarks(SHARED_DATA, tmp_path / "bench", families=families, n_train=12, n_val=4, n_test=4,
+                     progress=False)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"description": "tiny", "runs": {
+        "pretrained": {"attention": "nia", "train_families": [], "test_families": list(families)},
+        "sia": {"train_families": list(families), "test_families": list(families), "seeds": [0, 1]},
+    }}))
+    common = ["--results", str(tmp_path / "results"), "--quick"]
+    run = [sys.executable, str(SCRIPT), "run", str(config), "--bench", str(tmp_path / "bench"),
+           "--backbone", tiny_backbone, "--work", str(tmp_path / "work"), *common]
+    out = subprocess.run(run, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 run(s) to do" in out.stdout
+    records = sorted((tmp_path / "results" / "runs").glob("*.json"))
+    assert len(records) == 3
+    sia = [json.loads(p.read_text()) for p in records if p.name.startswith("sia_")]
+    assert sorted(r["seed"] for r in sia) == [0, 1]
+    for r in sia:
+        assert r["training_summary"]["steps"] == 4 and r["s0"] and r["threshold"] is not None
+        assert set(r["families"]) == set(families) and 0 < r["peak_rss_mib"]
+        for fam in families:
+            assert -1 <= r["families"][fam]["stored"]["ami"] <= 1 and r["families"][fam]["test_subsets"] == 3
+    again = subprocess.run(run, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert "0 run(s) to do" in again.stdout
+
+    report = subprocess.run([sys.executable, str(SCRIPT), "report", str(config), *common], capture_output=True,
+                            text=True, cwd=REPO, timeout=600)
+    assert report.returncode == 0, report.stderr
+    summary = json.loads((tmp_path / "results" / "tiny.json").read_text())["runs"]
+    assert summary["sia"]["seeds"] == [0, 1] and summary["pretrained"]["train_subsets_per_second"] is None
+    assert "| sia | 2 |" in (tmp_path / "results" / "tiny.md").read_text()
+    assert (tmp_path / "results" / "tiny.png").stat().st_size > 0
