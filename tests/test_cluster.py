@@ -10,7 +10,10 @@ from cactus.cluster import (
     ThresholdCurve,
     agglomerative_cluster,
     best_index,
+    kmeans_cluster,
     parse_objective,
+    silhouette_cluster,
+    spectral_cluster,
     tune_threshold,
 )
 from cactus.metrics import METRICS
@@ -222,3 +225,74 @@ def test_scores_at_best_reads_the_curve_at_the_best_threshold():
     at = list(curve.thresholds).index(curve.best_threshold)
     assert curve.scores_at_best() == {name: float(values[at]) for name, values in curve.scores.items()}
     assert curve.scores_at_best()[curve.objective] == curve.best_score
+
+
+# --- kmeans_cluster, spectral_cluster, silhouette_cluster -----------------------------------------------------------
+
+
+def three_blobs(seed=0, n=30, dim=8, noise=0.05):
+    """(n, dim) unit vectors around three orthogonal directions, entities shuffled, and their labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % 3)
+    x = np.eye(dim)[labels] + noise * rng.normal(size=(n, dim))
+    return x / np.linalg.norm(x, axis=1, keepdims=True), labels
+
+
+def is_canonical(ids: np.ndarray) -> bool:
+    """Ids 0, 1, 2, ... in order of first appearance."""
+    _, first = np.unique(ids, return_index=True)
+    return ids.dtype == np.int64 and np.array_equal(ids[np.sort(first)], np.arange(len(first)))
+
+
+@pytest.mark.parametrize("method", ["kmeans", "spectral"])
+def test_silhouette_finds_three_blobs(method):
+    x, labels = three_blobs()
+    ids = silhouette_cluster(x, method, seed=0)
+    assert ids.max() + 1 == 3 and same_partition(ids, labels) and is_canonical(ids)
+    assert silhouette_cluster(x, method, k_max=15).tolist() == ids.tolist()  # k_max above the best k changes nothing
+    capped = silhouette_cluster(x, method, k_max=2)
+    assert capped.max() + 1 == 2 and is_canonical(capped)
+    assert silhouette_cluster(3.0 * x, method).tolist() == ids.tolist()  # cosine: the scale of embeddings is ignored
+
+
+def test_fixed_k_clusterings_recover_blobs_with_canonical_ids():
+    x, labels = three_blobs(seed=1)
+    for ids in (kmeans_cluster(x, 3), spectral_cluster(x @ x.T, 3)):
+        assert same_partition(ids, labels) and is_canonical(ids)
+    assert spectral_cluster(x @ x.T, 1).tolist() == [0] * 30
+
+
+@pytest.mark.parametrize("method", ["kmeans", "spectral"])
+def test_silhouette_is_deterministic_under_the_seed(method):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(25, 6))  # no clear structure: the restarts and the seed matter
+    for seed in (0, 7):
+        assert silhouette_cluster(x, method, seed=seed).tolist() == silhouette_cluster(x, method, seed=seed).tolist()
+    assert spectral_cluster(x @ x.T, 4, seed=7).tolist() == spectral_cluster(x @ x.T, 4, seed=7).tolist()
+
+
+@pytest.mark.parametrize("method", ["kmeans", "spectral"])
+def test_silhouette_small_subsets_and_identical_entities(method):
+    rng = np.random.default_rng(5)
+    assert silhouette_cluster(rng.normal(size=(1, 4)), method).tolist() == [0]
+    assert silhouette_cluster(rng.normal(size=(2, 4)), method).tolist() == [0, 0]  # no k in 2 .. n - 1
+    three = silhouette_cluster(np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0]]), method)  # only k = 2 is tried
+    assert three.tolist() == [0, 0, 1]
+    assert silhouette_cluster(np.ones((6, 4)), method).tolist() == [0] * 6  # all identical: one cluster
+    two_points = np.repeat(np.eye(4)[:2], 3, axis=0)[[0, 3, 1, 4, 2, 5]]  # two distinct points, three copies each
+    assert silhouette_cluster(two_points, method).tolist() == [0, 1, 0, 1, 0, 1]
+    assert silhouette_cluster(np.vstack([np.zeros((1, 4)), np.ones((3, 4))]), method).dtype == np.int64
+
+
+def test_fixed_k_input_checks():
+    x, _ = three_blobs()
+    with pytest.raises(ValueError, match="method"):
+        silhouette_cluster(x, "dbscan")
+    with pytest.raises(ValueError, match="k_max"):
+        silhouette_cluster(x, k_max=0)
+    with pytest.raises(ValueError, match="n_clusters"):
+        spectral_cluster(x @ x.T, 31)
+    with pytest.raises(ValueError, match="square"):
+        spectral_cluster(x, 2)
+    with pytest.raises(ValueError, match="n_clusters"):
+        kmeans_cluster(x, 0)

@@ -1,6 +1,8 @@
-"""Average-link agglomerative clustering at a similarity threshold, choosing that threshold, and k-means."""
+"""Average-link agglomerative clustering at a similarity threshold, choosing that threshold; k-means and spectral
+clustering told the number of clusters, or choosing it by silhouette."""
 
 from cactus.cluster.agglomerative import SIMILARITY_DECIMALS, Dendrogram, agglomerative_cluster
+from cactus.cluster.fixed_k import silhouette_cluster, spectral_cluster
 from cactus.cluster.kmeans import kmeans_cluster
 from cactus.cluster.threshold import (
     DEFAULT_GRID,
@@ -18,6 +20,8 @@ __all__ = [
     "ThresholdCurve",
     "agglomerative_cluster",
     "kmeans_cluster",
+    "silhouette_cluster",
+    "spectral_cluster",
     "best_index",
     "parse_objective",
     "subset_threshold_scores",
