@@ -163,3 +163,18 @@ def test_save_killed_midway_leaves_a_whole_model(tmp_path, examples, tiny_backbo
         model = Cactus.from_pretrained(target, device="cpu")
         assert model.threshold_ in {round(0.01 * i, 2) for i in range(50)}
         assert len(model.predict(examples[:1])[0]) == len(examples[0])
+
+
+def test_batches_group_by_longest_entity_and_respect_the_budget():
+    from cactus.model import _batches_by_shape
+
+    sizes = [3, 5, 2, 4, 6, 1, 9]
+    longest = [30, 10, 31, 12, 9, 40, 11]
+    batches = list(_batches_by_shape(sizes, longest, batch_entities=10))
+    assert sorted(i for b in batches for i in b) == list(range(len(sizes)))
+    for b in batches:
+        assert len(b) == 1 or max(sizes[i] for i in b) * len(b) <= 10
+    # the short-entity subsets (longest <= 16 tokens) come before the long ones and never share a batch with them
+    short = {i for i, n in enumerate(longest) if n <= 16}
+    assert all(set(b) <= short or not set(b) & short for b in batches)
+    assert set(batches[0]) <= short

@@ -123,7 +123,12 @@ class Cactus:
         self._load()
         out: list[np.ndarray | None] = [None] * len(subsets)
         self.n_truncated_ = 0
-        batches = list(_batches_by_size(subsets, self.batch_entities))
+        # A batch pads every entity to its longest one: group subsets of similar longest entity, then similar size.
+        ids = self._tokenizer([t for s in subsets for t in s.texts], add_special_tokens=True, truncation=True,
+                              max_length=self.config.max_tokens, verbose=False)["input_ids"]
+        ends = np.cumsum([len(s) for s in subsets])
+        longest = [max(map(len, ids[end - len(s): end])) for s, end in zip(subsets, ends)]
+        batches = list(_batches_by_shape([len(s) for s in subsets], longest, self.batch_entities))
         with torch.inference_mode():
             for idx in tqdm(batches, desc="encoding", unit="batch", disable=not progress):
                 batch = tokenize_subsets(self._tokenizer, [subsets[i].texts for i in idx], self.config.max_tokens)
@@ -274,16 +279,18 @@ def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
     return "\n".join(lines)
 
 
-def _batches_by_size(subsets: Sequence[Subset], batch_entities: int):
-    """Index lists of subsets, sorted by size so padding is small, with at most `batch_entities` padded slots
-    (a subset larger than that forms a batch of its own)."""
-    order = sorted(range(len(subsets)), key=lambda i: len(subsets[i]))
+def _batches_by_shape(sizes: Sequence[int], longest: Sequence[int], batch_entities: int, bucket: int = 8):
+    """Index lists of subsets with at most `batch_entities` padded entity slots each (a subset larger than that forms
+    a batch of its own). Subsets are ordered by their longest entity's token count (in buckets of `bucket` tokens),
+    then by size, so that both the entity and the token padding stay small."""
+    order = sorted(range(len(sizes)), key=lambda i: (-(-longest[i] // bucket), sizes[i]))
     batch: list[int] = []
+    n_max = 0
     for i in order:
-        n = len(subsets[i])
-        if batch and n * (len(batch) + 1) > batch_entities:
+        if batch and max(n_max, sizes[i]) * (len(batch) + 1) > batch_entities:
             yield batch
-            batch = []
+            batch, n_max = [], 0
         batch.append(i)
+        n_max = max(n_max, sizes[i])
     if batch:
         yield batch
