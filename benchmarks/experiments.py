@@ -118,6 +118,19 @@ def record_path(results: Path, spec: RunSpec, seed: int) -> Path:
     return results / "runs" / f"{spec.key()}_s{seed}.json"
 
 
+def taken(results: Path, spec: RunSpec, seed: int) -> bool:
+    """Whether (spec, seed) has a record, or a live process (of any `run` invocation) is making it."""
+    record = record_path(results, spec, seed)
+    marker = record.with_suffix(".running")
+    if record.exists():
+        return True
+    try:
+        os.kill(int(marker.read_text()), 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return False
+    return True
+
+
 # ---- one run (in its own process) ------------------------------------------------------------------------------
 def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, workdir: Path) -> None:
     import torch
@@ -208,14 +221,17 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
 
 # ---- scheduling ------------------------------------------------------------------------------------------------
 def pending(experiments: list[Experiment], args) -> list[tuple[RunSpec, int]]:
-    """(spec, seed) pairs without a record, in config order (seed-major, so seed 0 of every run comes first)."""
+    """(spec, seed) pairs not `taken`, in config order (seed-major, so seed 0 of every run comes first); only the
+    runs labelled `args.runs`, if given."""
     todo: dict[tuple[RunSpec, int], None] = {}
     for exp in experiments:
         max_seeds = max(len(seeds) for _, seeds in exp.runs.values())
         for i in range(min(max_seeds, args.seeds or max_seeds)):
-            for spec, seeds in exp.runs.values():
+            for label, (spec, seeds) in exp.runs.items():
                 spec = spec.quick() if args.quick else spec
-                if i < len(seeds) and not record_path(args.results, spec, seeds[i]).exists():
+                if args.runs and label not in args.runs:
+                    continue
+                if i < len(seeds) and not taken(args.results, spec, seeds[i]):
                     todo[(spec, seeds[i])] = None
     return list(todo)
 
@@ -231,12 +247,18 @@ def run(experiments: list[Experiment], args) -> None:
     while todo or active:
         while todo and len(active) < args.jobs:
             spec, seed = todo.pop(0)
+            if taken(args.results, spec, seed):  # done or begun meanwhile by another invocation
+                continue
             name = f"{spec.key()}_s{seed}"
             cmd = [sys.executable, __file__, "_one", "--spec", json.dumps(asdict(spec)), "--seed", str(seed),
                    "--bench", args.bench, "--backbone", args.backbone, "--threads", str(args.threads),
                    "--results", str(args.results), "--work", str(args.work)]
             log = open(logs / f"{name}.log", "w")
-            active.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO), name))
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            marker = record_path(args.results, spec, seed).with_suffix(".running")
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(str(proc.pid))  # at once, so a concurrent invocation skips this run
+            active.append((proc, name))
             print(f"started {name}", flush=True)
         time.sleep(1)
         for proc, name in list(active):
@@ -420,6 +442,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="runs at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--seeds", type=int, default=None, help="only each run's first K seeds")
+    p.add_argument("--runs", nargs="+", default=None, help="only the runs with these labels")
     one = sub.add_parser("_one", help="one (run, seed), in this process (used by run)")
     one.add_argument("--spec", required=True)
     one.add_argument("--seed", type=int, required=True)
@@ -440,7 +463,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         spec = RunSpec.from_dict(json.loads(args.spec))
         record = record_path(args.results, spec, args.seed)
-        run_one(spec, args.seed, Path(args.bench), args.backbone, record, args.work / record.stem)
+        marker = record.with_suffix(".running")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))  # `run` wrote it already; this covers `_one` started by hand
+        try:
+            run_one(spec, args.seed, Path(args.bench), args.backbone, record, args.work / record.stem)
+        finally:
+            marker.unlink(missing_ok=True)
         return
     experiments = [Experiment.load(name) for name in args.experiments]
     if args.cmd == "run":

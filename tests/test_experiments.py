@@ -76,3 +76,20 @@ def test_run_resume_and_report(tiny_backbone, tmp_path):
     assert summary["sia"]["seeds"] == [0, 1] and summary["pretrained"]["train_subsets_per_second"] is None
     assert "| sia | 2 |" in (tmp_path / "results" / "tiny.md").read_text()
     assert (tmp_path / "results" / "tiny.png").stat().st_size > 0
+
+
+def test_a_run_being_made_by_a_live_process_is_taken(tmp_path):
+    import os
+
+    from experiments import record_path, taken
+
+    spec = RunSpec()
+    marker = record_path(tmp_path, spec, 0).with_suffix(".running")
+    marker.parent.mkdir(parents=True)
+    assert not taken(tmp_path, spec, 0)
+    marker.write_text(str(os.getpid()))
+    assert taken(tmp_path, spec, 0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    marker.write_text(str(dead.pid))
+    assert not taken(tmp_path, spec, 0)
