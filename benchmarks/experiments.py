@@ -64,6 +64,8 @@ class RunSpec:
     pretrain_families: tuple[str, ...] | None = None  # whose (unlabelled) training texts; None = train_families
     pretrain_augmentation: str = "word_drop"
     pretrain_lr: float = 1e-4
+    init: str | None = None  # a saved model folder (relative to the repo) to start from instead of the default
+    # encoder; its attention must be `attention`, and without training it keeps its own stored threshold
 
     @classmethod
     def from_dict(cls, record: dict) -> "RunSpec":
@@ -78,7 +80,8 @@ class RunSpec:
         trained_on = ("none" if not self.train_families else "five" if set(self.train_families) == set(FIVE)
                       else "+".join(self.train_families) if len(self.train_families) < 3
                       else "not-" + "+".join(sorted(set(FIVE) - set(self.train_families))))
-        return f"{self.attention}_{self.loss if self.train_families else 'pretrained'}_{trained_on}_{digest}"
+        start = "saved" if self.init else "pretrained"
+        return f"{self.attention}_{self.loss if self.train_families else start}_{trained_on}_{digest}"
 
     def quick(self) -> "RunSpec":
         cut = {k: v if getattr(self, k) is None else min(v, getattr(self, k)) for k, v in QUICK.items()}
@@ -149,7 +152,13 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
 
     start = time.perf_counter()
     torch.manual_seed(seed)
-    model = Cactus(backbone=backbone, attention=spec.attention, max_tokens=spec.max_tokens, device="cpu")
+    if spec.init:
+        model = Cactus.from_pretrained(REPO / spec.init, device="cpu")
+        if model.config.attention != spec.attention:
+            raise ValueError(f"{spec.init} uses attention {model.config.attention!r}, the run says {spec.attention!r}")
+        model.config.max_tokens = spec.max_tokens
+    else:
+        model = Cactus(backbone=backbone, attention=spec.attention, max_tokens=spec.max_tokens, device="cpu")
     families = dict.fromkeys(spec.train_families + spec.test_families)
     val = {f: first(f, "val", spec.val_subsets) for f in families}
     train = [s for f in spec.train_families for s in first(f, "train", spec.train_subsets)]
@@ -172,7 +181,7 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
                                 init_neutral=model.config.neutral or 0.0, **common)
         model.fit(train, [s for f in spec.train_families for s in val[f]], config=config, output_dir=workdir / "train")
         summary = model.training_summary_
-    else:
+    elif spec.init is None:
         model.tune_threshold([s for f in spec.test_families for s in val[f]])
     seconds["train"] = time.perf_counter() - train_start
 

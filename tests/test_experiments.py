@@ -93,3 +93,21 @@ def test_a_run_being_made_by_a_live_process_is_taken(tmp_path):
     dead.wait()
     marker.write_text(str(dead.pid))
     assert not taken(tmp_path, spec, 0)
+
+
+def test_a_saved_model_is_tested_at_its_own_threshold(tiny_backbone, tmp_path):
+    from cactus import Cactus
+
+    build_benchmarks(SHARED_DATA, tmp_path / "bench", families=("clinc_intent",), n_train=4, n_val=4, n_test=4,
+                     progress=False)
+    Cactus(backbone=tiny_backbone, attention="sia", threshold=0.5, device="cpu").save_pretrained(tmp_path / "model")
+    config = tmp_path / "saved.json"
+    config.write_text(json.dumps({"description": "saved", "runs": {"saved": {
+        "init": str(tmp_path / "model"), "train_families": [], "test_families": ["clinc_intent"]}}}))
+    out = subprocess.run([sys.executable, str(SCRIPT), "run", str(config), "--quick", "--bench", str(tmp_path / "bench"),
+                          "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
+    assert record["key"].startswith("sia_saved_none_") and record["threshold"] == 0.5
+    assert record["training_summary"] is None and "clinc_intent" in record["families"]
