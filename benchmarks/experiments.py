@@ -75,8 +75,10 @@ class RunSpec:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
 
     def key(self) -> str:
-        """A file name: readable settings plus a hash of all of them."""
-        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        """A file name: readable settings plus a hash of those that differ from the defaults (so a new setting,
+        added with a default, leaves earlier records' keys alone)."""
+        changed = {k: v for k, v in asdict(self).items() if v != getattr(RunSpec, k)}
+        digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
         trained_on = ("none" if not self.train_families else "five" if set(self.train_families) == set(FIVE)
                       else "+".join(self.train_families) if len(self.train_families) < 3
                       else "not-" + "+".join(sorted(set(FIVE) - set(self.train_families))))
@@ -119,6 +121,18 @@ def default_dirs(quick: bool) -> tuple[Path, Path]:
 
 def record_path(results: Path, spec: RunSpec, seed: int) -> Path:
     return results / "runs" / f"{spec.key()}_s{seed}.json"
+
+
+def live_runs(results: Path) -> int:
+    """How many runs live processes are making for `results`, whichever `run` invocation started them."""
+    count = 0
+    for marker in (results / "runs").glob("*.running"):
+        try:
+            os.kill(int(marker.read_text()), 0)
+            count += 1
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pass
+    return count
 
 
 def taken(results: Path, spec: RunSpec, seed: int) -> bool:
@@ -254,7 +268,7 @@ def run(experiments: list[Experiment], args) -> None:
     active: list[tuple[subprocess.Popen, str]] = []
     failed = []
     while todo or active:
-        while todo and len(active) < args.jobs:
+        while todo and live_runs(args.results) < args.jobs:  # slots are shared with concurrent invocations
             spec, seed = todo.pop(0)
             if taken(args.results, spec, seed):  # done or begun meanwhile by another invocation
                 continue
@@ -448,7 +462,7 @@ def main() -> None:
         p.add_argument("experiments", nargs="+", help=f"config names in {CONFIGS.relative_to(REPO)}, or .json paths")
         p.add_argument("--quick", action="store_true", help="cut every run to a few steps and subsets")
     p = sub.choices["run"]
-    p.add_argument("--jobs", type=int, default=2, help="runs at once")
+    p.add_argument("--jobs", type=int, default=2, help="runs at once, counting those of concurrent invocations")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--seeds", type=int, default=None, help="only each run's first K seeds")
     p.add_argument("--runs", nargs="+", default=None, help="only the runs with these labels")
