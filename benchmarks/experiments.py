@@ -402,8 +402,10 @@ def markdown(exp: Experiment, agg: dict, quick: bool, results: Path) -> str:
     for label, a in agg.items():
         changed = {k: v for k, v in a["spec"].items() if v != getattr(RunSpec(), k) and k != "test_families"}
         lines.append(f"- **{label}** `{a['key']}`: {json.dumps(changed) if changed else 'the defaults'}")
-    defaults = {k: v for k, v in asdict(RunSpec()).items()}
-    lines += ["", f"Defaults: `{json.dumps(defaults)}`", ""]
+    missing = [label for label in exp.runs if label not in agg]
+    if missing:
+        lines += ["", "Not run yet (no record): " + "; ".join(missing) + "."]
+    lines += ["", f"Defaults: `{json.dumps(asdict(RunSpec()))}`", ""]
     return "\n".join(lines)
 
 
