@@ -17,7 +17,7 @@ entity) on subsets of one benchmark family (data/benchmark/<family>, built by `c
   round = entities / time of the call; reported: the median over rounds.
 - Ratios to NIA: the ratio of the medians.
 - Token positions: per phase, how many token positions the backbone runs in each mode over the timed batches (for
-  prediction, `predict`'s own batches from the private `cactus.model._batches_by_size`), beside the real tokens.
+  prediction, `predict`'s own batches from `Cactus.embedding_batches`), beside the real tokens.
 - Peak memory: every (phase, mode) in a fresh subprocess, after the same warm-up (so AdamW's state exists): release
   freed heap pages (malloc_trim), reset the kernel's peak-RSS mark (/proc/self/clear_refs), record VmRSS, run the
   first round's batches (training) or one predict call (prediction); "work" = VmHWM after - VmRSS before, the
@@ -54,9 +54,11 @@ import transformers
 import cactus
 from cactus import Cactus
 from cactus.data import read_subsets
-from cactus.model import _batches_by_size, default_model_config
+from cactus.model import default_model_config
 from cactus.text import tokenize_subsets
 from cactus.train import Trainer, TrainingConfig
+
+from attention_speed import cpu_model  # noqa: E402  (benchmarks/ is on the path of a script run from it)
 
 MODES = ("nia", "fia", "sia")
 LABELS = {"nia": "NIA", "fia": "FIA", "sia": "SIA"}
@@ -217,7 +219,7 @@ def time_prediction(args: argparse.Namespace, test) -> dict:
               + ", ".join(f"{m} {seconds[m][-1]:.1f} s" for m in MODES), flush=True)
     entities = sum(len(s) for s in test)
     nia = models["nia"]
-    groups = [[test[i] for i in idx] for idx in _batches_by_size(test, nia.batch_entities)]  # predict's batches
+    groups = [[test[i] for i in idx] for idx in nia.embedding_batches(test)]  # predict's batches
     per_round = {m: [entities / t for t in v] for m, v in seconds.items()}
     median = {m: statistics.median(v) for m, v in per_round.items()}
     return {
@@ -232,13 +234,6 @@ def time_prediction(args: argparse.Namespace, test) -> dict:
 
 
 # ---- records ----------------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def write_markdown(result: dict, path: Path) -> None:
     m, tr, pr, mem = result["machine"], result["training"], result["prediction"], result["memory"]
     s = result["settings"]

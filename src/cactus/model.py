@@ -123,12 +123,7 @@ class Cactus:
         self._load()
         out: list[np.ndarray | None] = [None] * len(subsets)
         self.n_truncated_ = 0
-        # A batch pads every entity to its longest one: group subsets of similar longest entity, then similar size.
-        ids = self._tokenizer([t for s in subsets for t in s.texts], add_special_tokens=True, truncation=True,
-                              max_length=self.config.max_tokens, verbose=False)["input_ids"]
-        ends = np.cumsum([len(s) for s in subsets])
-        longest = [max(map(len, ids[end - len(s): end])) for s, end in zip(subsets, ends)]
-        batches = list(_batches_by_shape([len(s) for s in subsets], longest, self.batch_entities))
+        batches = self.embedding_batches(subsets)
         with torch.inference_mode():
             for idx in tqdm(batches, desc="encoding", unit="batch", disable=not progress):
                 batch = tokenize_subsets(self._tokenizer, [subsets[i].texts for i in idx], self.config.max_tokens)
@@ -143,6 +138,16 @@ class Cactus:
                 self.n_truncated_, sum(len(s) for s in subsets), self.config.max_tokens,
             )
         return out  # type: ignore[return-value]
+
+    def embedding_batches(self, subsets: Sequence[Subset]) -> list[list[int]]:
+        """The index lists of the subsets that `embed` encodes together. A batch pads every entity to its longest
+        one, so subsets of similar longest entity (in tokens), then of similar size, go together."""
+        self._load()
+        ids = self._tokenizer([t for s in subsets for t in s.texts], add_special_tokens=True, truncation=True,
+                              max_length=self.config.max_tokens, verbose=False)["input_ids"]
+        ends = np.cumsum([len(s) for s in subsets])
+        longest = [max(map(len, ids[end - len(s): end])) for s, end in zip(subsets, ends)]
+        return list(_batches_by_shape([len(s) for s in subsets], longest, self.batch_entities))
 
     def similarities(self, subsets: Sequence[Subset], progress: bool = False) -> list[np.ndarray]:
         """Cosine similarity matrices, one (n_i, n_i) per subset."""
