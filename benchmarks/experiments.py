@@ -123,29 +123,24 @@ def record_path(results: Path, spec: RunSpec, seed: int) -> Path:
     return results / "runs" / f"{spec.key()}_s{seed}.json"
 
 
-def live_runs(results: Path) -> int:
-    """How many runs live processes are making for `results`, whichever `run` invocation started them."""
-    count = 0
-    for marker in (results / "runs").glob("*.running"):
-        try:
-            os.kill(int(marker.read_text()), 0)
-            count += 1
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            pass
-    return count
-
-
-def taken(results: Path, spec: RunSpec, seed: int) -> bool:
-    """Whether (spec, seed) has a record, or a live process (of any `run` invocation) is making it."""
-    record = record_path(results, spec, seed)
-    marker = record.with_suffix(".running")
-    if record.exists():
-        return True
+def alive(marker: Path) -> bool:
+    """Whether the process named in a `.running` marker still runs."""
     try:
         os.kill(int(marker.read_text()), 0)
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return False
     return True
+
+
+def live_runs(results: Path) -> int:
+    """How many runs live processes are making for `results`, whichever `run` invocation started them."""
+    return sum(alive(marker) for marker in (results / "runs").glob("*.running"))
+
+
+def taken(results: Path, spec: RunSpec, seed: int) -> bool:
+    """Whether (spec, seed) has a record, or a live process (of any `run` invocation) is making it."""
+    record = record_path(results, spec, seed)
+    return record.exists() or alive(record.with_suffix(".running"))
 
 
 # ---- one run (in its own process) ------------------------------------------------------------------------------
