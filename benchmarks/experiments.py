@@ -5,7 +5,8 @@ A config lists runs; a run is a `RunSpec` (what to train on, how, and what to te
 versions, wall times, peak memory, throughput, the training log's s0 trajectory, and per test family the test AMI and
 ARI at the model's one stored threshold and at the family's own validation-tuned threshold. Records are keyed by the
 run's settings, so a run shared by several experiments (say, SIA with the augmented triplet loss on all five
-families) is trained once, and an interrupted `run` continues where it stopped. `report` turns the records of an
+families) is trained once, and an interrupted `run` continues where it stopped. Runs that differ only in their
+steps share a training folder: the longer continues the checkpoint of the shorter (`RunSpec.training_key`). `report` turns the records of an
 experiment into a Markdown table, a JSON summary and plots.
 
     cactus data build --out data/benchmark
@@ -85,6 +86,14 @@ class RunSpec:
         start = "saved" if self.init else "pretrained"
         return f"{self.attention}_{self.loss if self.train_families else start}_{trained_on}_{digest}"
 
+    def training_key(self) -> str:
+        """The key without `steps`: runs that differ only in their steps share one training folder, and a longer
+        run continues the checkpoint of a shorter one. Training reaches exactly the weights of an uninterrupted run,
+        because the learning rate is constant (no warmup or decay here) and the trainer checkpoints its RNG states;
+        as in every run, the model kept is the best on validation among its evaluations, which here include one at
+        the end of each shorter run."""
+        return replace(self, steps=RunSpec.steps).key()
+
     def quick(self) -> "RunSpec":
         cut = {k: v if getattr(self, k) is None else min(v, getattr(self, k)) for k, v in QUICK.items()}
         return replace(self, **cut)
@@ -132,6 +141,22 @@ def alive(marker: Path) -> bool:
     return True
 
 
+def training_folder(work: Path, spec: RunSpec, seed: int) -> Path:
+    """Where a run keeps its checkpoints, shared by the runs that differ only in steps (see `training_key`)."""
+    return work / f"{spec.training_key()}_s{seed}"
+
+
+def training_marker(work: Path, spec: RunSpec, seed: int) -> Path:
+    """Marks the training folder a live run uses: a run sharing it waits."""
+    return training_folder(work, spec, seed).with_suffix(".running")
+
+
+def checkpoint_step(folder: Path) -> int:
+    """The step of the training checkpoint in a run's folder (0 = none)."""
+    state = folder / "train" / "checkpoint" / "trainer_state.json"
+    return json.loads(state.read_text())["step"] if state.is_file() else 0
+
+
 def live_runs(results: Path) -> int:
     """How many runs live processes are making for `results`, whichever `run` invocation started them."""
     return sum(alive(marker) for marker in (results / "runs").glob("*.running"))
@@ -159,6 +184,10 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
     def first(family: str, split: str, n: int | None) -> list:
         return read_subsets(bench / family / f"{split}.jsonl")[:n]
 
+    resumed_from = checkpoint_step(workdir)
+    if resumed_from > spec.steps:
+        raise ValueError(f"{workdir} holds a checkpoint at step {resumed_from}, past this run's {spec.steps} steps: "
+                         "move it away to train this run afresh")
     start = time.perf_counter()
     torch.manual_seed(seed)
     if spec.init:
@@ -188,7 +217,8 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
     if spec.train_families:
         config = TrainingConfig(loss=spec.loss, lr=spec.lr, anchor=spec.anchor, epochs=10**6, max_steps=spec.steps,
                                 init_neutral=model.config.neutral or 0.0, **common)
-        model.fit(train, [s for f in spec.train_families for s in val[f]], config=config, output_dir=workdir / "train")
+        model.fit(train, [s for f in spec.train_families for s in val[f]], config=config, output_dir=workdir / "train",
+                  resume=True)
         summary = model.training_summary_
     elif spec.init is None:
         model.tune_threshold([s for f in spec.test_families for s in val[f]])
@@ -222,8 +252,10 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
         "training_summary": summary, "pretrain_summary": pretrain_summary,
         "s0": [[r["step"], r["neutral"]] for r in log if r["type"] == "loss" and r.get("neutral") is not None],
         "validation": [{k: r[k] for k in ("step", "ami", "ari", "threshold")} for r in log if r["type"] == "eval"],
+        "resumed_from_step": resumed_from,  # wall times and throughput count only the steps after it
         "wall_seconds": seconds | {"total": time.perf_counter() - start},
-        "train_subsets_per_second": (spec.steps * spec.batch_size / seconds["train"]) if spec.train_families else None,
+        "train_subsets_per_second": ((spec.steps - resumed_from) * spec.batch_size / seconds["train"]
+                                     if spec.train_families else None),
         "eval_entities_per_second": n_entities / seconds["evaluate"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "date": date.today().isoformat(),
@@ -254,6 +286,14 @@ def pending(experiments: list[Experiment], args) -> list[tuple[RunSpec, int]]:
     return list(todo)
 
 
+def startable(spec: RunSpec, seed: int, todo: list[tuple[RunSpec, int]], work: Path) -> bool:
+    """Whether no live run uses this run's training folder and no shorter run to do will (it goes first, and this
+    run continues its checkpoint)."""
+    shorter = any(other.training_key() == spec.training_key() and other.steps < spec.steps and s == seed
+                  for other, s in todo)
+    return not shorter and not alive(training_marker(work, spec, seed))
+
+
 def run(experiments: list[Experiment], args) -> None:
     todo = pending(experiments, args)
     print(f"{len(todo)} run(s) to do")
@@ -263,28 +303,32 @@ def run(experiments: list[Experiment], args) -> None:
     active: list[tuple[subprocess.Popen, str]] = []
     failed = []
     while todo or active:
-        while todo and live_runs(args.results) < args.jobs:  # slots are shared with concurrent invocations
-            spec, seed = todo.pop(0)
-            if taken(args.results, spec, seed):  # done or begun meanwhile by another invocation
-                continue
-            name = f"{spec.key()}_s{seed}"
-            cmd = [sys.executable, __file__, "_one", "--spec", json.dumps(asdict(spec)), "--seed", str(seed),
-                   "--bench", args.bench, "--backbone", args.backbone, "--threads", str(args.threads),
-                   "--results", str(args.results), "--work", str(args.work)]
-            log = open(logs / f"{name}.log", "w")
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-            marker = record_path(args.results, spec, seed).with_suffix(".running")
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(str(proc.pid))  # at once, so a concurrent invocation skips this run
-            active.append((proc, name))
-            print(f"started {name}", flush=True)
-        time.sleep(1)
         for proc, name in list(active):
             if proc.poll() is not None:
                 active.remove((proc, name))
                 print(f"{'finished' if proc.returncode == 0 else 'FAILED'} {name}", flush=True)
                 if proc.returncode:
                     failed.append(name)
+        todo = [(spec, seed) for spec, seed in todo if not taken(args.results, spec, seed)]  # done meanwhile
+        while live_runs(args.results) < args.jobs:  # slots are shared with concurrent invocations
+            ready = [(spec, seed) for spec, seed in todo if startable(spec, seed, todo, args.work)]
+            if not ready:
+                break
+            spec, seed = ready[0]
+            todo.remove((spec, seed))
+            name = f"{spec.key()}_s{seed}"
+            cmd = [sys.executable, __file__, "_one", "--spec", json.dumps(asdict(spec)), "--seed", str(seed),
+                   "--bench", args.bench, "--backbone", args.backbone, "--threads", str(args.threads),
+                   "--results", str(args.results), "--work", str(args.work)]
+            log = open(logs / f"{name}.log", "w")
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            for marker in (record_path(args.results, spec, seed).with_suffix(".running"),
+                           training_marker(args.work, spec, seed)):
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(str(proc.pid))  # at once, so a concurrent invocation skips this run
+            active.append((proc, name))
+            print(f"started {name}", flush=True)
+        time.sleep(1)
     if failed:
         sys.exit(f"{len(failed)} run(s) failed (logs in {logs}): {', '.join(failed)}")
 
@@ -483,13 +527,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         spec = RunSpec.from_dict(json.loads(args.spec))
         record = record_path(args.results, spec, args.seed)
-        marker = record.with_suffix(".running")
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(os.getpid()))  # `run` wrote it already; this covers `_one` started by hand
+        markers = (record.with_suffix(".running"), training_marker(args.work, spec, args.seed))
+        for marker in markers:  # `run` wrote them already; this covers `_one` started by hand
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(str(os.getpid()))
         try:
-            run_one(spec, args.seed, Path(args.bench), args.backbone, record, args.work / record.stem)
+            run_one(spec, args.seed, Path(args.bench), args.backbone, record,
+                    training_folder(args.work, spec, args.seed))
         finally:
-            marker.unlink(missing_ok=True)
+            for marker in markers:
+                marker.unlink(missing_ok=True)
         return
     experiments = [Experiment.load(name) for name in args.experiments]
     if args.cmd == "run":

@@ -111,3 +111,45 @@ def test_a_saved_model_is_tested_at_its_own_threshold(tiny_backbone, tmp_path):
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
     assert record["key"].startswith("sia_saved_none_") and record["threshold"] == 0.5
     assert record["training_summary"] is None and "clinc_intent" in record["families"]
+
+
+def test_a_longer_run_continues_a_shorter_one_exactly(tiny_backbone, tmp_path):
+    """Runs that differ only in steps share a training folder: the 5-step run waits for the 2-step one, continues its
+    checkpoint and ends where a 5-step run trained from the start in a fresh folder ends. A run shorter than the
+    folder's checkpoint is refused, naming the folder."""
+    families = ("clinc_intent",)
+    build_benchmarks(SHARED_DATA, tmp_path / "bench", families=families, n_train=12, n_val=4, n_test=4,
+                     progress=False)
+    small = {"train_families": list(families), "test_families": list(families), "train_subsets": 8,
+             "val_subsets": 3, "test_subsets": 3}
+    config = tmp_path / "steps.json"
+    config.write_text(json.dumps({"description": "steps", "runs": {  # the longer first: the runner reorders
+        "long": {**small, "steps": 5}, "short": {**small, "steps": 2}}}))
+
+    def run(work: str, results: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(SCRIPT), "run", str(config), "--bench", str(tmp_path / "bench"),
+                               "--backbone", tiny_backbone, "--work", str(tmp_path / work), "--results",
+                               str(tmp_path / results), *extra], capture_output=True, text=True, cwd=REPO, timeout=600)
+
+    keys = {steps: RunSpec.from_dict({**small, "steps": steps}).key() for steps in (2, 5)}
+    chained = run("work", "results")
+    assert chained.returncode == 0, chained.stdout + chained.stderr
+    started = [line.split()[1] for line in chained.stdout.splitlines() if line.startswith("started")]
+    assert started == [f"{keys[2]}_s0", f"{keys[5]}_s0"]
+    fresh = run("fresh", "fresh_results", "--runs", "long")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+
+    def record(results: str, steps: int) -> dict:
+        return json.loads((tmp_path / results / "runs" / f"{keys[steps]}_s0.json").read_text())
+
+    short, long, alone = record("results", 2), record("results", 5), record("fresh_results", 5)
+    assert (short["resumed_from_step"], long["resumed_from_step"], alone["resumed_from_step"]) == (0, 2, 0)
+    assert long["training_summary"]["steps"] == alone["training_summary"]["steps"] == 5
+    assert long["s0"] == alone["s0"] and long["s0"][:len(short["s0"])] == short["s0"]
+    for fam in families:
+        assert long["families"][fam]["own"] == alone["families"][fam]["own"]
+
+    (tmp_path / "results" / "runs" / f"{keys[2]}_s0.json").unlink()
+    refused = run("work", "results", "--runs", "short")
+    assert refused.returncode != 0
+    assert "past this run's 2 steps" in (tmp_path / "work" / "logs" / f"{keys[2]}_s0.log").read_text()
