@@ -374,6 +374,7 @@ def aggregate(exp: Experiment, quick: bool, results: Path) -> dict:
             "neutral": mean_ci([r["neutral"] for r in records]) if records[0]["neutral"] is not None else None,
             "s0": {r["seed"]: r["s0"] for r in records},
             "minutes": float(np.median([r["wall_seconds"]["total"] for r in records]) / 60),
+            "resumed_from_step": max(r.get("resumed_from_step", 0) for r in records),
             "train_subsets_per_second": (float(np.median([r["train_subsets_per_second"] for r in records]))
                                          if records[0]["train_subsets_per_second"] else None),
             "eval_entities_per_second": float(np.median([r["eval_entities_per_second"] for r in records])),
@@ -431,12 +432,15 @@ def markdown(exp: Experiment, agg: dict, quick: bool, results: Path) -> str:
         own = [a["families"][f]["own_threshold"][0] for f in FIVE if f in a["families"]]
         row += [f"{max(own) - min(own):.2f}" if len(own) == len(FIVE) else ""]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Cost per run (median over seeds; runs shared the 2 CPU cores, one thread each):", "",
-              "| run | s0 | minutes | training subsets/s | evaluation entities/s | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    lines += ["", "Cost per run (median over seeds; runs shared the 2 CPU cores, one thread each). A run that continued "
+                  "a shorter run's checkpoint counts only the steps after it:", "",
+              "| run | s0 | continued from step | minutes | training subsets/s | evaluation entities/s | peak RSS MiB |",
+              "|---|---|---|---|---|---|---|"]
     for label, a in agg.items():
         tps = a["train_subsets_per_second"]
-        lines.append(f"| {label} | {fmt(a['neutral'])} | {a['minutes']:.1f} | {'' if tps is None else f'{tps:.2f}'} | "
-                     f"{a['eval_entities_per_second']:.0f} | {a['peak_rss_mib']:.0f} |")
+        lines.append(f"| {label} | {fmt(a['neutral'])} | {a['resumed_from_step'] or ''} | {a['minutes']:.1f} | "
+                     f"{'' if tps is None else f'{tps:.2f}'} | {a['eval_entities_per_second']:.0f} | "
+                     f"{a['peak_rss_mib']:.0f} |")
     lines += ["", "Run settings (records in [runs/](runs/), one JSON per run and seed):", ""]
     for label, a in agg.items():
         changed = {k: v for k, v in a["spec"].items() if v != getattr(RunSpec(), k) and k != "test_families"}
