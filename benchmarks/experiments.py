@@ -370,6 +370,8 @@ def aggregate(exp: Experiment, quick: bool, results: Path) -> dict:
         out[label] = {
             "key": spec.key(), "spec": asdict(spec), "seeds": [r["seed"] for r in records], "families": fams,
             "over_families": over,
+            "five_stored_ami_by_seed": ({r["seed"]: float(np.mean([r["families"][f]["stored"]["ami"] for f in FIVE]))
+                                         for r in records} if "mean_five" in over else {}),
             "threshold": mean_ci([r["threshold"] for r in records]),
             "neutral": mean_ci([r["neutral"] for r in records]) if records[0]["neutral"] is not None else None,
             "s0": {r["seed"]: r["s0"] for r in records},
@@ -459,13 +461,20 @@ def plot(exp: Experiment, agg: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     with_s0 = {label: a for label, a in agg.items() if any(a["s0"].values())}
-    fig, axes = plt.subplots(1, 2 if with_s0 else 1, figsize=(13 if with_s0 else 7, 4.5), squeeze=False)
-    ax = axes[0][0]
     labels = list(agg)
     means = [a["over_families"].get("mean_five", a["over_families"].get("mean_six", {})).get("stored_ami",
              (np.nan, np.nan)) for a in agg.values()]
     if all(np.isnan(m) for m, _ in means):  # e.g. leave-one-out: one family per run
         means = [next(iter(a["families"].values()))["stored_ami"] for a in agg.values()]
+    chains: dict[tuple[str, int], list[tuple[int, float, str]]] = {}  # runs that differ only in steps, per seed
+    for label, a in agg.items():
+        for seed, ami in a["five_stored_ami_by_seed"].items():
+            key = (RunSpec.from_dict(a["spec"]).training_key(), seed)
+            chains.setdefault(key, []).append((a["spec"]["steps"], ami, label))
+    chains = {key: sorted(points) for key, points in chains.items() if len(points) > 1}
+    panels = 1 + bool(with_s0) + bool(chains)
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
+    ax = axes[0][0]
     ax.barh(labels, [m for m, _ in means], xerr=[0 if np.isnan(h) else h for _, h in means], color="tab:blue")
     ax.set_xlabel("test AMI at the stored threshold (mean over families)")
     ax.invert_yaxis()
@@ -480,6 +489,15 @@ def plot(exp: Experiment, agg: dict, path: Path) -> None:
                     ax.plot(steps, s0, label=f"{label} seed {seed}", alpha=0.8)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("s0 (neutral similarity)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if chains:
+        ax = axes[0][-1]
+        for (_, seed), points in chains.items():
+            steps, ami, names = zip(*points)
+            ax.plot(steps, ami, marker="o", label=f"{min(names, key=len)} seed {seed}")
+        ax.set_xlabel("optimizer steps")
+        ax.set_ylabel("test AMI at the stored threshold (mean of five)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"experiment {exp.name}")
