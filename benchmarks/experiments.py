@@ -6,8 +6,9 @@ versions, wall times, peak memory, throughput, the training log's s0 trajectory,
 ARI at the model's one stored threshold and at the family's own validation-tuned threshold. Records are keyed by the
 run's settings, so a run shared by several experiments (say, SIA with the augmented triplet loss on all five
 families) is trained once, and an interrupted `run` continues where it stopped. Runs that differ only in their
-steps share a training folder: the longer continues the checkpoint of the shorter (`RunSpec.training_key`). `report` turns the records of an
-experiment into a Markdown table, a JSON summary and plots.
+steps share a training folder: the longer continues the checkpoint of the shorter (`RunSpec.training_key`).
+`report` turns the records of an experiment into a Markdown table, a JSON summary and plots; `rescore` adds the
+per-subset scores that paired comparisons need to records made before records kept them.
 
     cactus data build --out data/benchmark
     python benchmarks/experiments.py run main --jobs 2        # trains what main.json lists and has no record yet
@@ -169,20 +170,57 @@ def taken(results: Path, spec: RunSpec, seed: int) -> bool:
 
 
 # ---- one run (in its own process) ------------------------------------------------------------------------------
+def first(bench: Path, family: str, split: str, n: int | None) -> list:
+    from cactus.data import read_subsets
+
+    return read_subsets(bench / family / f"{split}.jsonl")[:n]
+
+
+def start_model(spec: RunSpec, backbone: str):
+    """The model a run starts from: the saved model `init`, or the pretrained `backbone`."""
+    from cactus import Cactus
+
+    if not spec.init:
+        return Cactus(backbone=backbone, attention=spec.attention, max_tokens=spec.max_tokens, device="cpu")
+    model = Cactus.from_pretrained(REPO / spec.init, device="cpu")
+    if model.config.attention != spec.attention:
+        raise ValueError(f"{spec.init} uses attention {model.config.attention!r}, the run says {spec.attention!r}")
+    model.config.max_tokens = spec.max_tokens
+    return model
+
+
+def score(model, spec: RunSpec, bench: Path, val: dict) -> dict:
+    """Per test family: test AMI/ARI at the model's stored threshold and at the family's own threshold (tuned on
+    its validation subsets `val[family]`), with the per-subset AMIs for paired comparisons between runs."""
+    from cactus.cluster import agglomerative_cluster, tune_threshold
+    from cactus.evaluate import evaluate_predictions
+
+    results = {}
+    for fam in spec.test_families:
+        test = first(bench, fam, "test", spec.test_subsets)
+        sims = model.similarities(test)
+        own = tune_threshold(model.similarities(val[fam]), [s.labels for s in val[fam]],
+                             objective=model.config.objective)
+        stored = evaluate_predictions(test, [agglomerative_cluster(s, model.threshold_) for s in sims])
+        at_own = evaluate_predictions(test, [agglomerative_cluster(s, own.best_threshold) for s in sims])
+        results[fam] = {
+            "own_threshold": own.best_threshold, "test_subsets": len(test),
+            "stored": {m: stored["summary"][m]["mean"] for m in ("ami", "ari")},
+            "stored_ci": {m: [stored["summary"][m]["ci_low"], stored["summary"][m]["ci_high"]] for m in ("ami", "ari")},
+            "own": {m: at_own["summary"][m]["mean"] for m in ("ami", "ari")},
+            "stored_ami_per_subset": [row["ami"] for row in stored["per_subset"]],
+            "own_ami_per_subset": [row["ami"] for row in at_own["per_subset"]],
+        }
+    return results
+
+
 def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, workdir: Path) -> None:
     import torch
     import transformers
 
     import cactus
-    from cactus import Cactus
-    from cactus.cluster import agglomerative_cluster, tune_threshold
-    from cactus.data import read_subsets
-    from cactus.evaluate import evaluate_predictions
     from cactus.selfsup import unique_texts
     from cactus.train import Trainer, TrainingConfig
-
-    def first(family: str, split: str, n: int | None) -> list:
-        return read_subsets(bench / family / f"{split}.jsonl")[:n]
 
     resumed_from = checkpoint_step(workdir)
     if resumed_from > spec.steps:
@@ -190,23 +228,17 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
                          "move it away to train this run afresh")
     start = time.perf_counter()
     torch.manual_seed(seed)
-    if spec.init:
-        model = Cactus.from_pretrained(REPO / spec.init, device="cpu")
-        if model.config.attention != spec.attention:
-            raise ValueError(f"{spec.init} uses attention {model.config.attention!r}, the run says {spec.attention!r}")
-        model.config.max_tokens = spec.max_tokens
-    else:
-        model = Cactus(backbone=backbone, attention=spec.attention, max_tokens=spec.max_tokens, device="cpu")
+    model = start_model(spec, backbone)
     families = dict.fromkeys(spec.train_families + spec.test_families)
-    val = {f: first(f, "val", spec.val_subsets) for f in families}
-    train = [s for f in spec.train_families for s in first(f, "train", spec.train_subsets)]
+    val = {f: first(bench, f, "val", spec.val_subsets) for f in families}
+    train = [s for f in spec.train_families for s in first(bench, f, "train", spec.train_subsets)]
     seconds: dict[str, float] = {}
     pretrain_summary = None
     common = {"batch_size": spec.batch_size, "seed": seed, "log_every": max(1, min(25, spec.steps // 10)),
               "progress": False}
     if spec.pretrain_steps:
         pool_families = spec.pretrain_families if spec.pretrain_families is not None else spec.train_families
-        pool = unique_texts([s for f in pool_families for s in first(f, "train", None)])
+        pool = unique_texts([s for f in pool_families for s in first(bench, f, "train", None)])
         config = TrainingConfig(lr=spec.pretrain_lr, epochs=1, max_steps=spec.pretrain_steps, **common)
         pretrain_summary = Trainer(model, config, workdir / "pretrain").pretrain(
             pool, n_subsets_per_epoch=spec.pretrain_steps * spec.batch_size, n_val=4 * spec.val_subsets,
@@ -224,21 +256,10 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
         model.tune_threshold([s for f in spec.test_families for s in val[f]])
     seconds["train"] = time.perf_counter() - train_start
 
-    eval_start, n_entities, results = time.perf_counter(), 0, {}
-    for fam in spec.test_families:
-        test = first(fam, "test", spec.test_subsets)
-        sims = model.similarities(test)
-        own = tune_threshold(model.similarities(val[fam]), [s.labels for s in val[fam]],
-                             objective=model.config.objective)
-        n_entities += sum(len(s) for s in test) + sum(len(s) for s in val[fam])
-        stored = evaluate_predictions(test, [agglomerative_cluster(s, model.threshold_) for s in sims])
-        at_own = evaluate_predictions(test, [agglomerative_cluster(s, own.best_threshold) for s in sims])
-        results[fam] = {
-            "own_threshold": own.best_threshold, "test_subsets": len(test),
-            "stored": {m: stored["summary"][m]["mean"] for m in ("ami", "ari")},
-            "stored_ci": {m: [stored["summary"][m]["ci_low"], stored["summary"][m]["ci_high"]] for m in ("ami", "ari")},
-            "own": {m: at_own["summary"][m]["mean"] for m in ("ami", "ari")},
-        }
+    eval_start = time.perf_counter()
+    results = score(model, spec, bench, val)
+    n_entities = sum(len(s) for f in spec.test_families
+                     for s in first(bench, f, "test", spec.test_subsets) + val[f])
     seconds["evaluate"] = time.perf_counter() - eval_start
 
     log = []
@@ -267,6 +288,48 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=2) + "\n")
     tmp.replace(record)
+
+
+def rescore(experiments: list[Experiment], args) -> None:
+    """Add the per-subset AMIs to records made before records kept them: each record's model is rebuilt (the
+    trained model from its training folder's best/, else as `run_one` builds it) and tested again, and its scores
+    must equal the recorded ones, so a folder that has moved on (say, continued by a longer run) is refused."""
+    import torch
+    from cactus import Cactus
+
+    torch.set_num_threads(args.threads)
+    for spec, seed in {(s.quick() if args.quick else s, seed): None for exp in experiments
+                       for label, (s, seeds) in exp.runs.items() if not args.runs or label in args.runs
+                       for seed in seeds}:
+        path = record_path(args.results, spec, seed)
+        if not path.exists():
+            continue
+        rec = json.loads(path.read_text())
+        if all("stored_ami_per_subset" in r for r in rec["families"].values()):
+            continue
+        torch.manual_seed(seed)
+        val = {f: first(Path(args.bench), f, "val", spec.val_subsets) for f in spec.test_families}
+        if spec.train_families:
+            model = Cactus.from_pretrained(training_folder(args.work, spec, seed) / "train" / "best", device="cpu")
+        else:
+            model = start_model(spec, args.backbone)
+            if spec.init is None:
+                model.tune_threshold([s for f in spec.test_families for s in val[f]])
+        if model.threshold_ != rec["threshold"]:
+            raise ValueError(f"{path.name}: the model rebuilt for it has threshold {model.threshold_}, the record "
+                             f"{rec['threshold']}")
+        results = score(model, spec, Path(args.bench), val)
+        recorded = [rec["families"][f][where]["ami"] for f in spec.test_families for where in ("stored", "own")]
+        again = [results[f][where]["ami"] for f in spec.test_families for where in ("stored", "own")]
+        if not np.allclose(again, recorded, rtol=0, atol=1e-9):
+            raise ValueError(f"{path.name}: the model rebuilt for it scores {np.round(again, 4).tolist()}, the record "
+                             f"{np.round(recorded, 4).tolist()}")
+        for f in spec.test_families:
+            rec["families"][f] |= {k: results[f][k] for k in ("stored_ami_per_subset", "own_ami_per_subset")}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec, indent=2) + "\n")
+        tmp.replace(path)
+        print(f"rescored {path.name}", flush=True)
 
 
 # ---- scheduling ------------------------------------------------------------------------------------------------
@@ -385,6 +448,26 @@ def aggregate(exp: Experiment, quick: bool, results: Path) -> dict:
     return out
 
 
+def paired_gain(run: dict, ref: dict, resamples: int = 10_000) -> tuple[float, float, float] | None:
+    """Relative gain of a run record's mean test AMI over the five families (at its stored threshold) over the
+    reference record's (at each family's own threshold), with a 95% paired bootstrap interval: the same resampled
+    test subsets for both, resampled within each family. None without per-subset scores."""
+    pairs = []
+    for f in FIVE:
+        a, b = (r["families"].get(f, {}).get(key) for r, key in ((run, "stored_ami_per_subset"),
+                                                                 (ref, "own_ami_per_subset")))
+        if a is None or b is None or len(a) != len(b):
+            return None
+        pairs.append((np.asarray(a), np.asarray(b)))
+    rng = np.random.default_rng(0)
+    picks = [rng.integers(0, len(a), (resamples, len(a))) for a, _ in pairs]
+    run_means = np.mean([a[i].mean(axis=1) for (a, _), i in zip(pairs, picks)], axis=0)
+    ref_means = np.mean([b[i].mean(axis=1) for (_, b), i in zip(pairs, picks)], axis=0)
+    gains = run_means / ref_means - 1
+    point = np.mean([a.mean() for a, _ in pairs]) / np.mean([b.mean() for _, b in pairs]) - 1
+    return float(point), float(np.quantile(gains, 0.025)), float(np.quantile(gains, 0.975))
+
+
 def fmt(pair: tuple[float, float] | None) -> str:
     if pair is None:
         return ""
@@ -424,6 +507,17 @@ def markdown(exp: Experiment, agg: dict, quick: bool, results: Path) -> str:
         row += [f"{own[f]:.3f}" if f in own else "" for f in fams]
         row += [f"{np.mean([own[f] for f in members]):.3f}" for members in (FIVE, SIX)] + [""]
         lines.append("| " + " | ".join(row) + " |")
+    gains = []
+    for label, a in agg.items():
+        for seed in a["seeds"] if ref is not None else []:
+            gain = paired_gain(json.loads(record_path(results, RunSpec.from_dict(a["spec"]), seed).read_text()), ref)
+            if gain is not None and a["spec"]["train_families"]:
+                gains.append(f"| {label} | {seed} | {gain[0]:+.1%} | {gain[1]:+.1%} to {gain[2]:+.1%} |")
+    if gains:
+        lines += ["", "Relative gain of the mean test AMI over the five families, at the stored threshold, over the "
+                      "reference (the pretrained encoder at each family's own threshold), with a 95% paired bootstrap "
+                      "interval over test subsets (runs whose records keep per-subset scores):", "",
+                  "| run | seed | gain | 95% interval |", "|---|---|---|---|", *gains]
     lines += ["", "Test ARI at the stored threshold; each family's own validation-tuned threshold (mean over seeds) and "
                   "their spread (max - min over the five families):", ""]
     head = ["run"] + [f"ARI {f}" for f in fams] + [f"own t {f}" for f in fams] + ["spread"]
@@ -520,15 +614,16 @@ def report(exp: Experiment, quick: bool, results: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "report"):
+    for name in ("run", "report", "rescore"):
         p = sub.add_parser(name)
         p.add_argument("experiments", nargs="+", help=f"config names in {CONFIGS.relative_to(REPO)}, or .json paths")
         p.add_argument("--quick", action="store_true", help="cut every run to a few steps and subsets")
     p = sub.choices["run"]
     p.add_argument("--jobs", type=int, default=2, help="runs at once, counting those of concurrent invocations")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--seeds", type=int, default=None, help="only each run's first K seeds")
-    p.add_argument("--runs", nargs="+", default=None, help="only the runs with these labels")
+    for p in (sub.choices["run"], sub.choices["rescore"]):
+        p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+        p.add_argument("--runs", nargs="+", default=None, help="only the runs with these labels")
     one = sub.add_parser("_one", help="one (run, seed), in this process (used by run)")
     one.add_argument("--spec", required=True)
     one.add_argument("--seed", type=int, required=True)
@@ -563,6 +658,8 @@ def main() -> None:
     experiments = [Experiment.load(name) for name in args.experiments]
     if args.cmd == "run":
         run(experiments, args)
+    elif args.cmd == "rescore":
+        rescore(experiments, args)
     else:
         for exp in experiments:
             report(exp, args.quick, args.results)

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cactus.data.benchmarks import build_benchmarks
@@ -68,6 +69,25 @@ def test_run_resume_and_report(tiny_backbone, tmp_path):
             assert -1 <= r["families"][fam]["stored"]["ami"] <= 1 and r["families"][fam]["test_subsets"] == 3
     again = subprocess.run(run, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert "0 run(s) to do" in again.stdout
+
+    # rescore: a record without per-subset scores gets them back from its rebuilt model; a record whose model
+    # has moved on is refused
+    path = next(p for p in records if p.name.endswith("_s1.json") and p.name.startswith("sia_"))
+    full = json.loads(path.read_text())
+    stripped = json.loads(path.read_text())
+    for fam in families:
+        assert len(full["families"][fam]["stored_ami_per_subset"]) == 3
+        del stripped["families"][fam]["stored_ami_per_subset"], stripped["families"][fam]["own_ami_per_subset"]
+    path.write_text(json.dumps(stripped))
+    rescore = [sys.executable, str(SCRIPT), "rescore", str(config), "--bench", str(tmp_path / "bench"),
+               "--backbone", tiny_backbone, "--work", str(tmp_path / "work"), *common]
+    out = subprocess.run(rescore, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0 and f"rescored {path.name}" in out.stdout, out.stdout + out.stderr
+    assert json.loads(path.read_text()) == full
+    path.write_text(json.dumps(stripped | {"threshold": stripped["threshold"] + 0.01}))
+    out = subprocess.run(rescore, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode != 0 and f"{path.name}: the model rebuilt for it has threshold" in out.stderr
+    path.write_text(json.dumps(full))
 
     report = subprocess.run([sys.executable, str(SCRIPT), "report", str(config), *common], capture_output=True,
                             text=True, cwd=REPO, timeout=600)
@@ -153,3 +173,22 @@ def test_a_longer_run_continues_a_shorter_one_exactly(tiny_backbone, tmp_path):
     refused = run("work", "results", "--runs", "short")
     assert refused.returncode != 0
     assert "past this run's 2 steps" in (tmp_path / "work" / "logs" / f"{keys[2]}_s0.log").read_text()
+
+
+def test_paired_gain_over_the_reference():
+    from experiments import FIVE, paired_gain
+
+    rng = np.random.default_rng(1)
+    ref = {"families": {f: {"own_ami_per_subset": rng.uniform(0.3, 0.9, 40).tolist()} for f in FIVE}}
+    same = {"families": {f: {"stored_ami_per_subset": ref["families"][f]["own_ami_per_subset"]} for f in FIVE}}
+    point, low, high = paired_gain(same, ref)
+    assert point == 0 and low == 0 and high == 0  # paired: identical scores leave no spread
+    better = {"families": {f: {"stored_ami_per_subset": (np.asarray(ref["families"][f]["own_ami_per_subset"]) * 1.2
+                                                         ).tolist()} for f in FIVE}}
+    point, low, high = paired_gain(better, ref)
+    assert point == pytest.approx(0.2) and low == pytest.approx(0.2) and high == pytest.approx(0.2)
+    noisy = {"families": {f: {"stored_ami_per_subset": rng.uniform(0.3, 0.9, 40).tolist()} for f in FIVE}}
+    point, low, high = paired_gain(noisy, ref)
+    assert low < point < high and high - low > 0.05
+    del noisy["families"]["banking77"]
+    assert paired_gain(noisy, ref) is None
