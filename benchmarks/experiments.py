@@ -205,6 +205,7 @@ def score(model, spec: RunSpec, bench: Path, val: dict) -> dict:
         at_own = evaluate_predictions(test, [agglomerative_cluster(s, own.best_threshold) for s in sims])
         results[fam] = {
             "own_threshold": own.best_threshold, "test_subsets": len(test),
+            "entities_encoded": sum(len(x) for x in test + val[fam]),
             "stored": {m: stored["summary"][m]["mean"] for m in ("ami", "ari")},
             "stored_ci": {m: [stored["summary"][m]["ci_low"], stored["summary"][m]["ci_high"]] for m in ("ami", "ari")},
             "own": {m: at_own["summary"][m]["mean"] for m in ("ami", "ari")},
@@ -258,8 +259,7 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
 
     eval_start = time.perf_counter()
     results = score(model, spec, bench, val)
-    n_entities = sum(len(s) for f in spec.test_families
-                     for s in first(bench, f, "test", spec.test_subsets) + val[f])
+    n_entities = sum(r["entities_encoded"] for r in results.values())
     seconds["evaluate"] = time.perf_counter() - eval_start
 
     log = []
