@@ -68,6 +68,9 @@ class RunSpec:
     pretrain_lr: float = 1e-4
     init: str | None = None  # a saved model folder (relative to the repo) to start from instead of the default
     # encoder; its attention must be `attention`, and without training it keeps its own stored threshold
+    # WiSE-FT: the trained weights become interpolate x trained + (1 - interpolate) x starting weights, and the
+    # threshold is tuned again on the training families' validation subsets (1 = the trained model as it is)
+    interpolate: float = 1.0
 
     @classmethod
     def from_dict(cls, record: dict) -> "RunSpec":
@@ -88,12 +91,12 @@ class RunSpec:
         return f"{self.attention}_{self.loss if self.train_families else start}_{trained_on}_{digest}"
 
     def training_key(self) -> str:
-        """The key without `steps`: runs that differ only in their steps share one training folder, and a longer
-        run continues the checkpoint of a shorter one. Training reaches exactly the weights of an uninterrupted run,
+        """The key without `steps` and `interpolate`: runs that differ only in those share one training folder, and
+        a longer run continues the checkpoint of a shorter one. Training reaches exactly the weights of an uninterrupted run,
         because the learning rate is constant (no warmup or decay here) and the trainer checkpoints its RNG states;
         as in every run, the model kept is the best on validation among its evaluations, which here include one at
         the end of each shorter run."""
-        return replace(self, steps=RunSpec.steps).key()
+        return replace(self, steps=RunSpec.steps, interpolate=RunSpec.interpolate).key()
 
     def quick(self) -> "RunSpec":
         cut = {k: v if getattr(self, k) is None else min(v, getattr(self, k)) for k, v in QUICK.items()}
@@ -189,6 +192,19 @@ def start_model(spec: RunSpec, backbone: str):
     return model
 
 
+def interpolate_weights(model, start, weight: float) -> None:
+    """Set `model`'s encoder weights to weight x its own + (1 - weight) x `start`'s, in place (WiSE-FT, Wortsman et
+    al. 2022: interpolating a fine-tuned model towards its zero-shot start keeps more of the start's robustness to
+    data unlike the fine-tuning data than either end). The attention modes add no weights, so the names match."""
+    import torch
+
+    towards = start.encoder.state_dict()
+    with torch.no_grad():
+        for name, tensor in model.encoder.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.mul_(weight).add_(towards[name], alpha=1 - weight)
+
+
 def score(model, spec: RunSpec, bench: Path, val: dict) -> dict:
     """Per test family: test AMI/ARI at the model's stored threshold and at the family's own threshold (tuned on
     its validation subsets `val[family]`), with the per-subset AMIs for paired comparisons between runs."""
@@ -253,6 +269,9 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
         model.fit(train, [s for f in spec.train_families for s in val[f]], config=config, output_dir=workdir / "train",
                   resume=True)
         summary = model.training_summary_
+        if spec.interpolate != 1.0:
+            interpolate_weights(model, start_model(spec, backbone), spec.interpolate)
+            model.tune_threshold([s for f in spec.train_families for s in val[f]])
     elif spec.init is None:
         model.tune_threshold([s for f in spec.test_families for s in val[f]])
     seconds["train"] = time.perf_counter() - train_start
@@ -269,6 +288,9 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
         "spec": asdict(spec), "seed": seed, "key": spec.key(),
         "command": f"python benchmarks/experiments.py _one --spec '{json.dumps(asdict(spec))}' --seed {seed}",
         "threshold": model.threshold_, "neutral": model.config.neutral,
+        # the interpolated model's validation score at its threshold (the trained model's is in `validation`)
+        "interpolated_validation": (model.config.threshold_provenance["best_score"] if spec.interpolate != 1.0
+                                    else None),
         "families": results,
         "training_summary": summary, "pretrain_summary": pretrain_summary,
         "s0": [[r["step"], r["neutral"]] for r in log if r["type"] == "loss" and r.get("neutral") is not None],
@@ -438,6 +460,10 @@ def aggregate(exp: Experiment, quick: bool, results: Path) -> dict:
             "threshold": mean_ci([r["threshold"] for r in records]),
             "neutral": mean_ci([r["neutral"] for r in records]) if records[0]["neutral"] is not None else None,
             "s0": {r["seed"]: r["s0"] for r in records},
+            # the validation objective (AMI + ARI on the training families) of the model tested: the interpolated
+            # one, else the best trained one; the in-distribution side of a generality trade
+            "validation": (mean_ci([r.get("interpolated_validation") or r["training_summary"]["best_score"]
+                                    for r in records]) if records[0]["training_summary"] else None),
             "minutes": float(np.median([r["wall_seconds"]["total"] for r in records]) / 60),
             "resumed_from_step": max(r.get("resumed_from_step", 0) for r in records),
             "train_subsets_per_second": (float(np.median([r["train_subsets_per_second"] for r in records]))
@@ -528,13 +554,17 @@ def markdown(exp: Experiment, agg: dict, quick: bool, results: Path) -> str:
         own = [a["families"][f]["own_threshold"][0] for f in FIVE if f in a["families"]]
         row += [f"{max(own) - min(own):.2f}" if len(own) == len(FIVE) else ""]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Cost per run (median over seeds; runs shared the 2 CPU cores, one thread each). A run that continued "
-                  "a shorter run's checkpoint counts only the steps after it:", "",
-              "| run | s0 | continued from step | minutes | training subsets/s | evaluation entities/s | peak RSS MiB |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "Validation score of the model tested (AMI + ARI on the training families' validation subsets at its "
+                  "stored threshold; mean over seeds) and cost per run (median over seeds; runs shared the 2 CPU cores, "
+                  "one thread each). A run that continued a shorter run's checkpoint counts only the steps after it:",
+              "",
+              "| run | validation AMI+ARI | s0 | continued from step | minutes | training subsets/s | "
+              "evaluation entities/s | peak RSS MiB |",
+              "|---|---|---|---|---|---|---|---|"]
     for label, a in agg.items():
         tps = a["train_subsets_per_second"]
-        lines.append(f"| {label} | {fmt(a['neutral'])} | {a['resumed_from_step'] or ''} | {a['minutes']:.1f} | "
+        lines.append(f"| {label} | {fmt(a['validation'])} | {fmt(a['neutral'])} | {a['resumed_from_step'] or ''} | "
+                     f"{a['minutes']:.1f} | "
                      f"{'' if tps is None else f'{tps:.2f}'} | {a['eval_entities_per_second']:.0f} | "
                      f"{a['peak_rss_mib']:.0f} |")
     lines += ["", "Run settings (records in [runs/](runs/), one JSON per run and seed):", ""]

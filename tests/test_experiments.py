@@ -192,3 +192,42 @@ def test_paired_gain_over_the_reference():
     assert low < point < high and high - low > 0.05
     del noisy["families"]["banking77"]
     assert paired_gain(noisy, ref) is None
+
+
+def test_interpolated_runs_share_the_training_and_end_at_the_start(tiny_backbone, tmp_path):
+    """Runs that differ only in `interpolate` train once; interpolate 0 gives back the starting encoder, which tunes
+    the same threshold and scores the same as the untrained run."""
+    import torch
+
+    from cactus import Cactus
+    from experiments import interpolate_weights
+
+    families = ["clinc_intent"]
+    build_benchmarks(SHARED_DATA, tmp_path / "bench", families=tuple(families), n_train=8, n_val=4, n_test=4,
+                     progress=False)
+    small = {"train_families": families, "test_families": families, "train_subsets": 8, "val_subsets": 3,
+             "test_subsets": 3, "steps": 3}
+    config = tmp_path / "wise.json"
+    config.write_text(json.dumps({"description": "wise", "runs": {
+        "trained": small, "halfway": {**small, "interpolate": 0.5}, "start": {**small, "interpolate": 0.0},
+        "untrained": {**small, "train_families": []}}}))
+    out = subprocess.run([sys.executable, str(SCRIPT), "run", str(config), "--bench", str(tmp_path / "bench"),
+                          "--backbone", tiny_backbone, "--work", str(tmp_path / "work"), "--results",
+                          str(tmp_path / "results")], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    exp = Experiment.load(str(config))
+    rec = {label: json.loads((tmp_path / "results" / "runs" / f"{spec.key()}_s0.json").read_text())
+           for label, (spec, _) in exp.runs.items()}
+    assert [rec[k]["resumed_from_step"] for k in ("trained", "halfway", "start")] == [0, 3, 3]
+    assert rec["trained"]["interpolated_validation"] is None and rec["halfway"]["interpolated_validation"] is not None
+    assert rec["start"]["threshold"] == rec["untrained"]["threshold"]
+    assert rec["start"]["families"]["clinc_intent"]["own"] == rec["untrained"]["families"]["clinc_intent"]["own"]
+
+    a, b = (Cactus(backbone=tiny_backbone, device="cpu") for _ in range(2))
+    with torch.no_grad():
+        for p in b.encoder.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in a.encoder.parameters()]
+    interpolate_weights(a, b, 0.25)
+    for p0, p, q in zip(before, a.encoder.parameters(), b.encoder.parameters()):
+        assert torch.allclose(p, 0.25 * p0 + 0.75 * q)
