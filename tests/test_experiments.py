@@ -190,6 +190,9 @@ def test_paired_gain_over_the_reference():
     noisy = {"families": {f: {"stored_ami_per_subset": rng.uniform(0.3, 0.9, 40).tolist()} for f in FIVE}}
     point, low, high = paired_gain(noisy, ref)
     assert low < point < high and high - low > 0.05
+    one = paired_gain(noisy, ref, ("banking77",))
+    assert one[0] == pytest.approx(np.mean(noisy["families"]["banking77"]["stored_ami_per_subset"])
+                                   / np.mean(ref["families"]["banking77"]["own_ami_per_subset"]) - 1)
     del noisy["families"]["banking77"]
     assert paired_gain(noisy, ref) is None
 
