@@ -594,28 +594,37 @@ def plot(exp: Experiment, agg: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with_s0 = {label: a for label, a in agg.items() if any(a["s0"].values())}
+    # an interpolated run's s0 is its trained model's, already drawn with that run
+    with_s0 = {label: a for label, a in agg.items() if any(a["s0"].values()) and a["spec"]["interpolate"] == 1}
     labels = list(agg)
-    means = [a["over_families"].get("mean_five", a["over_families"].get("mean_six", {})).get("stored_ami",
-             (np.nan, np.nan)) for a in agg.values()]
-    if all(np.isnan(m) for m, _ in means):  # e.g. leave-one-out: one family per run
-        means = [next(iter(a["families"].values()))["stored_ami"] for a in agg.values()]
-    chains: dict[tuple[str, int], list[tuple[int, float, str]]] = {}  # runs that differ only in steps, per seed
+
+    def headline(a: dict) -> tuple[float, float]:  # mean of five (or six), else the one family a run tests
+        over = a["over_families"].get("mean_five", a["over_families"].get("mean_six", {}))
+        return over.get("stored_ami") or next(iter(a["families"].values()))["stored_ami"]
+
+    means = [headline(a) for a in agg.values()]
+    chains: dict[tuple, list[tuple[int, float, str]]] = {}  # runs that differ only in steps, per seed
+    lines: dict[str, list[tuple[float, float, str]]] = {}  # runs that differ only in interpolate
     for label, a in agg.items():
+        spec = RunSpec.from_dict(a["spec"])
         for seed, ami in a["five_stored_ami_by_seed"].items():
-            key = (RunSpec.from_dict(a["spec"]).training_key(), seed)
-            chains.setdefault(key, []).append((a["spec"]["steps"], ami, label))
+            chains.setdefault((spec.training_key(), spec.interpolate, seed), []).append((spec.steps, ami, label))
+        lines.setdefault(replace(spec, interpolate=1.0).key(), []).append((spec.interpolate, headline(a)[0], label))
     chains = {key: sorted(points) for key, points in chains.items() if len(points) > 1}
-    panels = 1 + bool(with_s0) + bool(chains)
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
-    ax = axes[0][0]
+    lines = {key: sorted(points) for key, points in lines.items() if len(points) > 1}
+    panels = [name for name, shown in (("bars", True), ("s0", with_s0), ("steps", chains), ("interpolate", lines))
+              if shown]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), max(4.5, 0.22 * len(labels))),
+                             squeeze=False)
+    axes = dict(zip(panels, axes[0]))
+    ax = axes["bars"]
     ax.barh(labels, [m for m, _ in means], xerr=[0 if np.isnan(h) else h for _, h in means], color="tab:blue")
-    ax.set_xlabel("test AMI at the stored threshold (mean over families)")
+    ax.set_xlabel("test AMI at the stored threshold (mean of five, or the family tested)")
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
     ax.set_xlim(0, 1)
     if with_s0:
-        ax = axes[0][1]
+        ax = axes["s0"]
         for label, a in with_s0.items():
             for seed, points in a["s0"].items():
                 if points:
@@ -624,10 +633,20 @@ def plot(exp: Experiment, agg: dict, path: Path) -> None:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("s0 (neutral similarity)")
         ax.grid(alpha=0.3)
+        if sum(len(a["s0"]) for a in with_s0.values()) <= 12:  # beyond that a legend hides the curves
+            ax.legend(fontsize=7)
+    if lines:
+        ax = axes["interpolate"]
+        for points in lines.values():
+            w, ami, names = zip(*points)
+            ax.plot(w, ami, marker="o", label=names[-1])  # the label of the trained model (w = 1)
+        ax.set_xlabel("interpolate: weight of the trained weights against the pretrained ones")
+        ax.set_ylabel("test AMI at the stored threshold")
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if chains:
-        ax = axes[0][-1]
-        for (_, seed), points in chains.items():
+        ax = axes["steps"]
+        for (_, _, seed), points in chains.items():
             steps, ami, names = zip(*points)
             ax.plot(steps, ami, marker="o", label=f"{min(names, key=len)} seed {seed}")
         ax.set_xlabel("optimizer steps")
