@@ -72,6 +72,12 @@ class RunSpec:
     # threshold is tuned again on the training families' validation subsets (1 = the trained model as it is)
     interpolate: float = 1.0
 
+    def __post_init__(self):
+        if not 0 <= self.interpolate <= 1:
+            raise ValueError(f"interpolate must lie in [0, 1], not {self.interpolate}")
+        if self.interpolate != 1 and not self.train_families:
+            raise ValueError("interpolate needs training: it mixes the trained weights with the starting ones")
+
     @classmethod
     def from_dict(cls, record: dict) -> "RunSpec":
         known = {f.name for f in fields(cls)}

@@ -35,6 +35,10 @@ def test_shipped_configs_load(config):
 def test_unknown_setting_is_named():
     with pytest.raises(ValueError, match="learning_rate"):
         RunSpec.from_dict({"learning_rate": 1e-4})
+    with pytest.raises(ValueError, match=r"interpolate must lie in \[0, 1\], not 1.5"):
+        RunSpec(interpolate=1.5)
+    with pytest.raises(ValueError, match="interpolate needs training"):
+        RunSpec(train_families=(), interpolate=0.5)
 
 
 def test_quick_cut_keeps_pretraining_off():
