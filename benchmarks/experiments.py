@@ -211,6 +211,19 @@ def interpolate_weights(model, start, weight: float) -> None:
                 tensor.mul_(weight).add_(towards[name], alpha=1 - weight)
 
 
+def finish_model(model, spec: RunSpec, backbone: str, val: dict) -> None:
+    """Turn a run's model, trained or as it starts, into the model tested, in place: a trained one interpolated
+    towards its starting weights when `interpolate` < 1, its threshold tuned again on the training families'
+    validation subsets; the pretrained encoder given its threshold on the test families' validation subsets (a saved
+    `init` keeps its own). `val` maps every family of the run to its validation subsets."""
+    if spec.train_families:
+        if spec.interpolate != 1.0:
+            interpolate_weights(model, start_model(spec, backbone), spec.interpolate)
+            model.tune_threshold([s for f in spec.train_families for s in val[f]])
+    elif spec.init is None:
+        model.tune_threshold([s for f in spec.test_families for s in val[f]])
+
+
 def score(model, spec: RunSpec, bench: Path, val: dict) -> dict:
     """Per test family: test AMI/ARI at the model's stored threshold and at the family's own threshold (tuned on
     its validation subsets `val[family]`), with the per-subset AMIs for paired comparisons between runs."""
@@ -275,11 +288,7 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
         model.fit(train, [s for f in spec.train_families for s in val[f]], config=config, output_dir=workdir / "train",
                   resume=True)
         summary = model.training_summary_
-        if spec.interpolate != 1.0:
-            interpolate_weights(model, start_model(spec, backbone), spec.interpolate)
-            model.tune_threshold([s for f in spec.train_families for s in val[f]])
-    elif spec.init is None:
-        model.tune_threshold([s for f in spec.test_families for s in val[f]])
+    finish_model(model, spec, backbone, val)
     seconds["train"] = time.perf_counter() - train_start
 
     eval_start = time.perf_counter()
@@ -320,7 +329,8 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
 
 def rescore(experiments: list[Experiment], args) -> None:
     """Add the per-subset AMIs to records made before records kept them: each record's model is rebuilt (the
-    trained model from its training folder's best/, else as `run_one` builds it) and tested again, and its scores
+    trained model from its training folder's best/, else the starting model; then `finish_model`, as in `run_one`)
+    and tested again, and its scores
     must equal the recorded ones, so a folder that has moved on (say, continued by a longer run) is refused; the
     refusals are listed at the end, after the records that could be rescored."""
     import torch
@@ -338,13 +348,11 @@ def rescore(experiments: list[Experiment], args) -> None:
         if all("stored_ami_per_subset" in r for r in rec["families"].values()):
             continue
         torch.manual_seed(seed)
-        val = {f: first(Path(args.bench), f, "val", spec.val_subsets) for f in spec.test_families}
-        if spec.train_families:
-            model = Cactus.from_pretrained(training_folder(args.work, spec, seed) / "train" / "best", device="cpu")
-        else:
-            model = start_model(spec, args.backbone)
-            if spec.init is None:
-                model.tune_threshold([s for f in spec.test_families for s in val[f]])
+        val = {f: first(Path(args.bench), f, "val", spec.val_subsets)
+               for f in dict.fromkeys(spec.train_families + spec.test_families)}
+        model = (Cactus.from_pretrained(training_folder(args.work, spec, seed) / "train" / "best", device="cpu")
+                 if spec.train_families else start_model(spec, args.backbone))
+        finish_model(model, spec, args.backbone, val)
         if model.threshold_ != rec["threshold"]:
             refused.append(f"{path.name}: the model rebuilt for it has threshold {model.threshold_}, the record "
                            f"{rec['threshold']}")
@@ -474,8 +482,9 @@ def aggregate(exp: Experiment, quick: bool, results: Path) -> dict:
             "s0": {r["seed"]: r["s0"] for r in records},
             # the validation objective (AMI + ARI on the training families) of the model tested: the interpolated
             # one, else the best trained one; the in-distribution side of a generality trade
-            "validation": (mean_ci([r.get("interpolated_validation") or r["training_summary"]["best_score"]
-                                    for r in records]) if records[0]["training_summary"] else None),
+            "validation": (mean_ci([r["training_summary"]["best_score"] if r.get("interpolated_validation") is None
+                                    else r["interpolated_validation"] for r in records])
+                           if records[0]["training_summary"] else None),
             "minutes": float(np.median([r["wall_seconds"]["total"] for r in records]) / 60),
             "resumed_from_step": max(r.get("resumed_from_step", 0) for r in records),
             "train_subsets_per_second": (float(np.median([r["train_subsets_per_second"] for r in records]))

@@ -230,6 +230,18 @@ def test_interpolated_runs_share_the_training_and_end_at_the_start(tiny_backbone
     assert rec["start"]["threshold"] == rec["untrained"]["threshold"]
     assert rec["start"]["families"]["clinc_intent"]["own"] == rec["untrained"]["families"]["clinc_intent"]["own"]
 
+    # rescore rebuilds an interpolated model the way the run made it
+    halfway = tmp_path / "results" / "runs" / f"{exp.runs['halfway'][0].key()}_s0.json"
+    stripped = json.loads(halfway.read_text())
+    del stripped["families"]["clinc_intent"]["stored_ami_per_subset"]
+    halfway.write_text(json.dumps(stripped))
+    out = subprocess.run([sys.executable, str(SCRIPT), "rescore", str(config), "--runs", "halfway", "--bench",
+                          str(tmp_path / "bench"), "--backbone", tiny_backbone, "--work", str(tmp_path / "work"),
+                          "--results", str(tmp_path / "results")], capture_output=True, text=True, cwd=REPO,
+                         timeout=600)
+    assert out.returncode == 0 and f"rescored {halfway.name}" in out.stdout, out.stdout + out.stderr
+    assert json.loads(halfway.read_text()) == rec["halfway"]
+
     a, b = (Cactus(backbone=tiny_backbone, device="cpu") for _ in range(2))
     with torch.no_grad():
         for p in b.encoder.parameters():
