@@ -22,9 +22,9 @@ class RecordingTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.seen: list[list[str]] = []
 
-    def _train_step(self, subsets):
+    def step(self, subsets):
         self.seen.append([s.id for s in subsets])
-        return super()._train_step(subsets)
+        return super().step(subsets)
 
 
 def main() -> None:

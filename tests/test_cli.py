@@ -105,3 +105,45 @@ def test_pretrain_then_train_with_a_yaml_config(tmp_path, tiny_backbone):
     assert used["lr"] == 0.001 and used["max_steps"] == 3  # the file, then the flags
     proc = run("evaluate", bench / "test.jsonl", "--model", tmp_path / "ft" / "best", "-q")
     assert "ami" in proc.stdout
+
+
+def test_attention_switch_of_a_trained_model_needs_the_flag(tmp_path, tiny_backbone):
+    from cactus import Cactus
+    from cactus.data import read_subsets as read
+    from cactus.train import TrainingConfig
+
+    examples = read(EXAMPLES)
+    model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    model.fit(examples, examples, config=TrainingConfig(max_steps=1, batch_size=2, progress=False),
+              output_dir=tmp_path / "run")
+    model.save_pretrained(tmp_path / "m")
+    proc = run("predict", EXAMPLES, "-o", tmp_path / "o.jsonl", "--model", tmp_path / "m", "--attention", "nia",
+               ok=False)
+    assert proc.returncode == 2 and "refusing to run it with 'nia'" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o.jsonl").exists()
+    proc = run("predict", EXAMPLES, "-o", tmp_path / "o.jsonl", "--model", tmp_path / "m", "--attention", "nia",
+               "--allow-attention-change")
+    assert "now run with 'nia'" in proc.stderr and (tmp_path / "o.jsonl").exists()
+
+
+def test_option_values_are_checked_in_one_line(tmp_path):
+    proc = run("predict", EXAMPLES, "-o", tmp_path / "o.jsonl", "--threshold", "nan", ok=False)
+    assert proc.returncode == 2 and "--threshold must be a number in [-1, 1], got 'nan'" in proc.stderr
+    proc = run("tune-threshold", EXAMPLES, "--grid", "0", "1", "0", ok=False)
+    assert proc.returncode != 0 and "needs START <= STOP and STEP > 0" in proc.stderr
+    proc = run("tune-threshold", EXAMPLES, "--objective", "bogus", ok=False)
+    assert proc.returncode == 2 and "unknown metric(s) ['bogus']" in proc.stderr
+    for proc in (proc,):
+        assert "Traceback" not in proc.stderr
+
+
+def test_training_flags_are_the_training_config_fields():
+    from dataclasses import fields
+
+    from cactus.train import TrainingConfig
+
+    text = run("train", "--help").stdout
+    for f in fields(TrainingConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert (flag in text) == f.metadata["cli"], flag
+    assert "--no-restore-best" in text and TrainingConfig.help("anchor")[:40] in " ".join(text.split())

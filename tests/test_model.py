@@ -137,7 +137,7 @@ from cactus import Cactus
 model = Cactus(backbone=sys.argv[1], device="cpu")
 i = 0
 while True:
-    model.threshold_ = model.config.threshold = round(0.01 * (i % 50), 2)
+    model.adopt_threshold(round(0.01 * (i % 50), 2))
     model.save_pretrained(sys.argv[2])
     print(i, flush=True)
     i += 1
@@ -178,3 +178,77 @@ def test_batches_group_by_longest_entity_and_respect_the_budget():
     short = {i for i, n in enumerate(longest) if n <= 16}
     assert all(set(b) <= short or not set(b) & short for b in batches)
     assert set(batches[0]) <= short
+
+
+def test_constructor_validates_its_arguments():
+    for kwargs, message in [
+        ({"attention": "full"}, "attention must be one of nia, fia, sia, got 'full'"),
+        ({"max_tokens": 0}, "max_tokens must be an integer >= 2, got 0"),
+        ({"max_tokens": 3.5}, "max_tokens must be an integer >= 2"),
+        ({"batch_entities": 0}, "batch_entities must be an integer >= 1"),
+        ({"threshold": float("nan")}, r"threshold must be a number in \[-1, 1\], got nan"),
+        ({"threshold": 35}, r"threshold must be a number in \[-1, 1\], got 35"),
+        ({"objective": "ami+bogus"}, "unknown metric"),
+        ({"device": "gpu0"}, "'gpu0' is not a torch device"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Cactus(**kwargs)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is available"):
+            Cactus(device="cuda")
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[-1, 1\]"):
+        Cactus(threshold=0.3, device="cpu").predict([Subset("a", ["x", "y"])], threshold=2.0)
+
+
+def test_every_threshold_writer_goes_through_adopt_with_one_schema(tmp_path, examples, tiny_backbone):
+    """Given by hand, tuned, and tuned in training: each lands in threshold_ and config.threshold alike, with a
+    provenance whose keys all belong to ThresholdProvenance, and survives a save."""
+    from dataclasses import fields
+
+    from cactus.config import ThresholdProvenance
+    from cactus.train import TrainingConfig
+
+    schema = {f.name for f in fields(ThresholdProvenance)}
+    given = Cactus(backbone=tiny_backbone, threshold=0.25, device="cpu")
+    assert given.threshold_ == given.config.threshold == 0.25 and given.config.threshold_provenance == {}
+
+    tuned = Cactus(backbone=tiny_backbone, device="cpu")
+    curve = tuned.tune_threshold(examples)
+    assert tuned.threshold_ == curve.best_threshold and tuned.threshold_curve_ is curve
+    assert tuned.config.threshold_provenance == {"objective": "ami+ari", "best_score": curve.best_score,
+                                                 "subsets": len(examples)}
+
+    trained = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    trained.fit(examples, examples, config=TrainingConfig(max_steps=2, batch_size=2, progress=False),
+                output_dir=tmp_path / "run")
+    prov = trained.config.threshold_provenance
+    assert trained.threshold_ == trained.threshold_curve_.best_threshold
+    assert prov["step"] == trained.config.training["step"] and prov["subsets"] == len(examples)
+
+    for model in (given, tuned, trained):
+        assert set(model.config.threshold_provenance) <= schema
+        model.save_pretrained(tmp_path / "m")
+        loaded = Cactus.from_pretrained(tmp_path / "m", device="cpu")
+        assert loaded.threshold_ == model.threshold_
+        assert loaded.config.threshold_provenance == model.config.threshold_provenance
+    # a hand-given threshold replaces a tuned one, and its curve with it
+    tuned.adopt_threshold(0.5)
+    assert tuned.threshold_ == 0.5 and tuned.threshold_curve_ is None and tuned.config.threshold_provenance == {}
+
+
+def test_loading_a_trained_model_in_another_attention_mode_is_refused(tmp_path, examples, tiny_backbone, caplog):
+    from cactus.train import TrainingConfig
+
+    model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    model.fit(examples, examples, config=TrainingConfig(max_steps=1, batch_size=2, progress=False),
+              output_dir=tmp_path / "run")
+    model.save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="trained with attention 'sia'.*refusing to run it with 'nia'"):
+        Cactus.from_pretrained(tmp_path / "m", attention="nia", device="cpu")
+    with caplog.at_level("WARNING"):
+        switched = Cactus.from_pretrained(tmp_path / "m", attention="nia", allow_attention_change=True, device="cpu")
+    assert switched.config.attention == "nia" and "now run with 'nia'" in caplog.text
+    assert switched.encoder.attention == "nia"
+    # the same mode, and an untrained encoder in any mode, load as asked
+    assert Cactus.from_pretrained(tmp_path / "m", attention="sia", device="cpu").config.attention == "sia"
+    assert Cactus.from_pretrained("default", attention="sia", device="cpu").config.attention == "sia"

@@ -8,42 +8,61 @@ import logging
 import os
 import sys
 import time
+import typing
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-import cactus
+from cactus.cluster import DEFAULT_GRID, check_threshold, parse_objective
 from cactus.data import SubsetFormatError, read_subsets, write_subsets
 from cactus.data.subsets import require_labels
+from cactus.encoder import ATTENTION_MODES
+from cactus.losses import LOSSES
+from cactus.selfsup import AUGMENTATIONS
+from cactus.train.config import TrainingConfig
+from cactus.version import __version__
 
 DEFAULT_DATA_DIR = "../shared/data"
 
 
-def _load_model(args) -> "cactus.Cactus":
-    """--model: a saved cactus folder, "default", or a bare Hugging Face encoder (then --threshold is needed
-    unless the command tunes one)."""
+def _load_model(args):
+    """--model: a saved cactus folder, "default", or a bare Hugging Face encoder (then a threshold must be passed
+    unless the command tunes one). --attention and --max-tokens replace the model's own."""
     import transformers
 
+    from cactus.config import CONFIG_NAME
     from cactus.encoder.backbone import DEFAULT_ALIASES
-    from cactus.model import CONFIG_NAME, Cactus
+    from cactus.model import Cactus
 
     transformers.logging.disable_progress_bar()  # loading the weights takes a moment; its bar is noise
 
     common = {"batch_entities": args.batch_entities, "device": args.device}
     name = args.model
-    if name in DEFAULT_ALIASES:
-        model = Cactus.from_pretrained("default", **common)
-    elif (Path(name) / CONFIG_NAME).is_file():
-        model = Cactus.from_pretrained(name, **common)
-    else:
-        model = Cactus(backbone=name, max_tokens=args.max_tokens or 64, **common)
-    if args.max_tokens:
-        model.config.max_tokens = args.max_tokens
-    if args.attention:
-        model.config.attention = args.attention  # read when the encoder is first built
-    if getattr(args, "threshold", None) is not None:
-        model.threshold_ = args.threshold
-    return model
+    if name in DEFAULT_ALIASES or (Path(name) / CONFIG_NAME).is_file():
+        return Cactus.from_pretrained("default" if name in DEFAULT_ALIASES else name, attention=args.attention,
+                                      max_tokens=args.max_tokens,
+                                      allow_attention_change=args.allow_attention_change, **common)
+    return Cactus(backbone=name, attention=args.attention or "nia", max_tokens=args.max_tokens or 64, **common)
+
+
+def _threshold_arg(text: str) -> float:
+    try:
+        return check_threshold(text, "--threshold")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _objective_arg(text: str) -> str:
+    try:
+        parse_objective(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _choices_help(choices: dict[str, str]) -> str:
+    return "; ".join(f"{name} = {what}" for name, what in choices.items())
 
 
 def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
@@ -51,33 +70,43 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
                    help="a saved cactus model folder, 'default' (all-MiniLM-L6-v2, offline, with its shipped "
                         "threshold), or any Hugging Face encoder name or folder (default: %(default)s)")
     if threshold:
-        p.add_argument("--threshold", type=float, default=None, metavar="T",
+        p.add_argument("--threshold", type=_threshold_arg, default=None, metavar="T",
                        help="override the model's threshold: clusters merge while their average cosine "
-                            "similarity is at least T")
+                            "similarity is at least T, in [-1, 1]")
     p.add_argument("--max-tokens", type=int, default=None, metavar="K",
                    help="token limit per entity, special tokens included; longer texts are cut and counted "
                         "(default: the model's, 64 for a bare encoder)")
-    p.add_argument("--attention", choices=("nia", "fia", "sia"), default=None,
-                   help="how the entities of a subset see each other while encoded: nia = not at all (context-free), "
-                        "fia = full attention over the concatenated subset, sia = scalable inter-entity attention "
-                        "(default: the model's; nia for a bare encoder)")
+    p.add_argument("--attention", choices=list(ATTENTION_MODES), default=None,
+                   help="how the entities of a subset see each other while encoded: "
+                        f"{_choices_help(ATTENTION_MODES)} (default: the model's; nia for a bare encoder)")
+    p.add_argument("--allow-attention-change", action="store_true",
+                   help="run a trained model with another --attention than it was trained with (it warns: its "
+                        "weights and threshold were fitted for its own)")
     p.add_argument("--batch-entities", type=int, default=512, metavar="E",
                    help="entities per forward pass; lower it to save memory (default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
 
 
-def cmd_predict(args) -> int:
-    model = _load_model(args)
+def _threshold_or_exit(model, args) -> float:
+    """The threshold a command clusters at: --threshold, else the model's own."""
+    if args.threshold is not None:
+        return args.threshold
     if model.threshold_ is None:
         raise SystemExit(f"error: --model {args.model} has no threshold; pass --threshold or tune one first "
                          "with 'cactus tune-threshold'")
+    return model.threshold_
+
+
+def cmd_predict(args) -> int:
+    model = _load_model(args)
+    threshold = _threshold_or_exit(model, args)
     subsets = read_subsets(args.input)
     start = time.perf_counter()
-    preds = model.predict(subsets, progress=not args.quiet)
+    preds = model.predict(subsets, threshold=threshold, progress=not args.quiet)
     elapsed = time.perf_counter() - start
     write_subsets(args.output, [s.with_labels([int(c) for c in p]) for s, p in zip(subsets, preds)])
     n = sum(len(s) for s in subsets)
-    _say(args, f"clustered {len(subsets)} subsets ({n} entities) at threshold {model.threshold_:.3f} in "
+    _say(args, f"clustered {len(subsets)} subsets ({n} entities) at threshold {threshold:.3f} in "
                f"{elapsed:.1f} s ({n / elapsed:.0f} entities/s); wrote {args.output}")
     return 0
 
@@ -101,10 +130,8 @@ def cmd_evaluate(args) -> int:
         threshold = None
     else:
         model = _load_model(args)
-        if model.threshold_ is None:
-            raise SystemExit(f"error: --model {args.model} has no threshold; pass --threshold")
-        preds = model.predict(gold, progress=not args.quiet)
-        threshold = model.threshold_
+        threshold = _threshold_or_exit(model, args)
+        preds = model.predict(gold, threshold=threshold, progress=not args.quiet)
     report = evaluate_predictions(gold, preds)
     report["input"] = str(args.input)
     report["model"] = None if args.predictions else args.model
@@ -122,7 +149,10 @@ def cmd_tune_threshold(args) -> int:
     model = _load_model(args)
     model.config.objective = args.objective
     subsets = read_subsets(args.input)
-    grid = np.round(np.arange(args.grid[0], args.grid[1] + args.grid[2] / 2, args.grid[2]), 6)
+    start, stop, step = args.grid
+    if not (np.isfinite(args.grid).all() and step > 0 and start <= stop):
+        raise SystemExit(f"error: --grid {start} {stop} {step}: needs START <= STOP and STEP > 0")
+    grid = np.round(np.arange(start, stop + step / 2, step), 6)
     curve = model.tune_threshold(subsets, grid=grid, progress=not args.quiet)
     scores = curve.scores_at_best()
     print(f"best threshold {curve.best_threshold:.3f}  {curve.objective} = {curve.best_score:.4f}  " +
@@ -137,13 +167,8 @@ def cmd_tune_threshold(args) -> int:
     return 0
 
 
-TRAINING_FLAGS = ("loss", "epochs", "max_steps", "batch_size", "lr", "neutral_lr", "eval_every", "patience", "seed")
-
-
 def _training_config(args, **overrides):
     """The training config: defaults, then the --config file (JSON or YAML), then the flags given."""
-    from cactus.train import TrainingConfig
-
     record: dict = {}
     if args.config:
         path = Path(args.config)
@@ -156,7 +181,8 @@ def _training_config(args, **overrides):
             record = json.loads(text)
         if not isinstance(record, dict):
             raise SystemExit(f"error: {path}: a training config must be a mapping of field to value")
-    record.update({k: getattr(args, k) for k in TRAINING_FLAGS if getattr(args, k) is not None})
+    record.update({f.name: getattr(args, f.name) for f in fields(TrainingConfig)
+                   if f.metadata["cli"] and getattr(args, f.name) is not None})
     record.update(overrides)
     record["progress"] = not args.quiet
     try:
@@ -230,26 +256,51 @@ def _say(args, msg: str) -> None:
 
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cactus", description="Context-aware supervised clustering of entity subsets.",
-        epilog="Subsets are JSONL (one {\"id\", \"texts\", \"labels\"} object per line) or a long CSV/Parquet "
-               "table with columns subset_id, text, label.")
-    parser.add_argument("--version", action="version", version=f"cactus {cactus.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
 
-    def common(p):
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
 
+def _add_training_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per `TrainingConfig` field (--max-steps for max_steps), with its help text and default; a flag left
+    out keeps the --config file's value, else the field's default."""
+    hints = typing.get_type_hints(TrainingConfig)
+    for f in fields(TrainingConfig):
+        if not f.metadata["cli"]:
+            continue
+        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+        kind = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
+        help_text = f"{f.metadata['help']} (default: {'none' if f.default is None else f.default})"
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "loss":
+            p.add_argument(flag, choices=list(LOSSES), default=None, help=help_text)
+        else:
+            p.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="run folder: training log, checkpoint, and the best model in DIR/best")
+    p.add_argument("--config", default=None, metavar="CFG",
+                   help="training config file (.json, .yaml) with TrainingConfig fields; flags override it")
+    _add_training_flags(p)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    _add_model_args(p, threshold=False)
+    _common(p)
+
+
+def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="cluster every subset of a file",
                        description="Cluster every subset of IN and write the subsets with integer cluster ids as "
                                    "'labels' (in input order) to OUT, in the format its suffix names.")
     p.add_argument("input", metavar="IN", help="subsets to cluster (.jsonl, .csv or .parquet); labels ignored")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the predictions")
     _add_model_args(p)
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="score a model or a predictions file against labelled subsets",
                        description="Print AMI, ARI, NMI, RI and best-match precision/recall/F1 (mean and 95%% "
                                    "confidence interval over subsets) of a model's predictions on IN, or of "
@@ -259,46 +310,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score this predictions file instead of running a model")
     p.add_argument("--report", default=None, metavar="R.json", help="write the full report (per subset too)")
     _add_model_args(p)
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_tune_threshold(sub) -> None:
     p = sub.add_parser("tune-threshold", help="choose the clustering threshold on labelled validation subsets",
                        description="Cluster IN at every threshold of a grid (one linkage per subset) and pick "
                                    "the one that maximises the objective averaged over subsets.")
     p.add_argument("input", metavar="IN", help="labelled validation subsets")
-    p.add_argument("--objective", default="ami+ari",
+    p.add_argument("--objective", type=_objective_arg, default="ami+ari",
                    help="'+'-joined metrics to maximise: ami, ari, nmi, ri, precision, recall, f1 "
                         "(default: %(default)s; the paper's is nmi+ami+ri+ari)")
-    p.add_argument("--grid", type=float, nargs=3, default=(-1.0, 1.0, 0.01), metavar=("START", "STOP", "STEP"),
-                   help="threshold grid, inclusive (default: -1 1 0.01)")
+    grid = (float(DEFAULT_GRID[0]), float(DEFAULT_GRID[-1]), round(float(DEFAULT_GRID[1] - DEFAULT_GRID[0]), 6))
+    p.add_argument("--grid", type=float, nargs=3, default=grid, metavar=("START", "STOP", "STEP"),
+                   help="threshold grid, inclusive (default: %s %s %s)" % grid)
     p.add_argument("--curve", default=None, metavar="C.json", help="write the whole curve as JSON")
     p.add_argument("--save-to", default=None, metavar="DIR", help="save the model with the chosen threshold")
     _add_model_args(p, threshold=False)
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_tune_threshold)
 
-    def training_args(p, lr_default: str):
-        p.add_argument("--out", required=True, metavar="DIR",
-                       help="run folder: training log, checkpoint, and the best model in DIR/best")
-        p.add_argument("--config", default=None, metavar="CFG",
-                       help="training config file (.json, .yaml) with TrainingConfig fields; flags override it")
-        p.add_argument("--loss", default=None,
-                       choices=("augmented_triplet", "triplet", "pairwise_bce", "structured_mst"),
-                       help="training loss (default: augmented_triplet, with a learnable neutral similarity s0)")
-        p.add_argument("--epochs", type=int, default=None, help="passes over the training data (default: 10)")
-        p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
-        p.add_argument("--batch-size", type=int, default=None, help="subsets per step (default: 4)")
-        p.add_argument("--lr", type=float, default=None, help=f"encoder learning rate (default: {lr_default})")
-        p.add_argument("--neutral-lr", type=float, default=None, help="learning rate of s0 (default: 5e-3)")
-        p.add_argument("--eval-every", type=int, default=None,
-                       help="validate (tune the threshold, keep the best) every this many steps (default: each epoch)")
-        p.add_argument("--patience", type=int, default=None,
-                       help="stop after this many validations without improvement (default: never)")
-        p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
-        p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-        _add_model_args(p, threshold=False)
-        common(p)
 
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train the encoder on labelled subsets",
                        description="Fine-tune the encoder on labelled training subsets; every validation tunes the "
                                    "threshold and the best model is kept with it in OUT/best. Runs under "
@@ -307,21 +341,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", required=True, metavar="V", help="labelled validation subsets")
     p.add_argument("--pretrained-from", default=None, metavar="DIR",
                    help="start from this model folder (e.g. the OUT/best of 'cactus pretrain'), and its s0")
-    training_args(p, "5e-5")
+    _add_training_args(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_pretrain(sub) -> None:
     p = sub.add_parser("pretrain", help="self-supervised pretraining on synthetic clusterings",
                        description="Pretrain the encoder on synthetic subsets made from the unique texts of T: each "
-                                   "cluster is copies of one seed text, changed by --augmentation.")
+                                   "cluster is copies of one seed text, changed by --augmentation. The paper "
+                                   "pretrained at --lr 1e-4.")
     p.add_argument("--train", required=True, metavar="T", help="subsets whose texts form the pool (labels unused)")
     p.add_argument("--val", default=None, metavar="V",
                    help="labelled validation subsets (default: synthetic ones from the same pool)")
     p.add_argument("--subsets-per-epoch", type=int, default=8000, help="synthetic subsets per epoch (default: 8000)")
-    p.add_argument("--augmentation", default="word_drop", choices=("word_drop", "word_shuffle", "span_delete"),
+    p.add_argument("--augmentation", default="word_drop", choices=list(AUGMENTATIONS),
                    help="how a cluster's members are made from its seed text (default: word_drop, the paper's)")
-    training_args(p, "5e-5; the paper pretrained at 1e-4")
+    _add_training_args(p)
     p.set_defaults(func=cmd_pretrain)
 
+
+def _add_data(sub) -> None:
     p = sub.add_parser("data", help="benchmark data")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     b = dsub.add_parser("build", help="build the benchmark subset families from the raw datasets",
@@ -334,8 +373,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n-train", type=int, default=2000, help="training subsets per family (default: %(default)s)")
     b.add_argument("--n-val", type=int, default=200, help="validation subsets per family (default: %(default)s)")
     b.add_argument("--n-test", type=int, default=500, help="test subsets per family (default: %(default)s)")
-    common(b)
+    _common(b)
     b.set_defaults(func=cmd_data_build)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cactus", description="Context-aware supervised clustering of entity subsets.",
+        epilog="Subsets are JSONL (one {\"id\", \"texts\", \"labels\"} object per line) or a long CSV/Parquet "
+               "table with columns subset_id, text, label.")
+    parser.add_argument("--version", action="version", version=f"cactus {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_data):
+        add(sub)
     return parser
 
 
@@ -344,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return args.func(args)
-    except (SubsetFormatError, FileNotFoundError) as e:
+    except (SubsetFormatError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

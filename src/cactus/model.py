@@ -10,8 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -19,11 +18,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import cactus
+from cactus.version import __version__
 from cactus.atomic import recover_dir, replace_dir
-from cactus.cluster import ThresholdCurve, agglomerative_cluster, tune_threshold
+from cactus.cluster import ThresholdCurve, agglomerative_cluster, check_threshold, parse_objective, tune_threshold
+from cactus.config import (
+    BACKBONE_DIR,
+    CONFIG_NAME,
+    SCHEMA_VERSION,
+    CactusConfig,
+    ThresholdProvenance,
+    default_model_config,
+)
 from cactus.data.subsets import Subset, require_labels
-from cactus.encoder import DEFAULT_BACKBONE, SetEncoder, load_backbone
+from cactus.encoder import ATTENTION_MODES, DEFAULT_BACKBONE, SetEncoder, load_backbone
 from cactus.text import tokenize_subsets
 
 if TYPE_CHECKING:
@@ -31,51 +38,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "cactus_config.json"
-BACKBONE_DIR = "backbone"
-SCHEMA_VERSION = 1
-
-
-@dataclass
-class CactusConfig:
-    """Everything that defines a model apart from its weights; saved as JSON beside them."""
-
-    backbone: str = DEFAULT_BACKBONE
-    attention: str = "nia"
-    max_tokens: int = 64
-    threshold: float | None = None
-    objective: str = "ami+ari"
-    threshold_provenance: dict = field(default_factory=dict)
-    pooling: str = "mean"  # masked mean of the final hidden states, L2-normalised (the only pooling)
-    loss: str | None = None  # the training loss, None for a pretrained encoder used as it is
-    neutral: float | None = None  # s0 learned by the augmented triplet loss
-    training: dict = field(default_factory=dict)  # how the weights were trained: config, data, validation results
-
-    def init_params(self) -> dict:
-        """The subset of fields that `Cactus.__init__` takes."""
-        return {k: getattr(self, k) for k in ("backbone", "attention", "max_tokens", "threshold", "objective")}
-
-
-def default_model_config() -> CactusConfig:
-    """The shipped default: the offline all-MiniLM-L6-v2 encoder with its once-tuned threshold."""
-    meta = json.loads(resources.files("cactus").joinpath("default_model.json").read_text())
-    return CactusConfig(**meta["config"])
-
 
 class Cactus:
     """Context-aware supervised clustering of entity subsets.
 
-    Parameters:
+    Parameters (checked here, when the model is made):
         backbone: Hugging Face encoder name or folder; "all-MiniLM-L6-v2" is the offline default.
-        attention: how entities of a subset see each other while encoded ("nia" = not at all).
+        attention: how entities of a subset see each other while encoded, one of `cactus.encoder.ATTENTION_MODES`
+            ("nia" = not at all).
         max_tokens: token limit per entity, special tokens included; longer entities are cut and counted.
-        threshold: clusters merge while their average cosine similarity is at least this; None until tuned.
+        threshold: a threshold given by hand, in [-1, 1]: clusters merge while their average cosine similarity is at
+            least this. It becomes `threshold_` (until a tuning replaces it); None = tune one with `fit`.
         objective: '+'-joined metrics that threshold tuning maximises (mean over subsets).
         batch_entities: entities encoded per forward pass (whole subsets are kept together).
         device: torch device; default cuda when available, else cpu.
 
     Fitted attributes:
-        threshold_: the threshold used by `predict` (the tuned one, or `threshold` when given).
+        threshold_: the threshold `predict` uses and `save_pretrained` saves; written only by `adopt_threshold`
+            (which tuning, training and the default-model script all call). It lives in `config.threshold`.
         threshold_curve_: the `ThresholdCurve` of the last tuning, if any.
         n_truncated_: entities cut at `max_tokens` in the last `embed` call.
         training_summary_: what the trainer reported, after `fit` with a training config.
@@ -83,7 +63,7 @@ class Cactus:
 
     def __init__(
         self,
-        backbone: str = DEFAULT_BACKBONE,
+        backbone: str | os.PathLike = DEFAULT_BACKBONE,
         attention: str = "nia",
         max_tokens: int = 64,
         threshold: float | None = None,
@@ -91,16 +71,40 @@ class Cactus:
         batch_entities: int = 512,
         device: str | None = None,
     ):
-        self.config = CactusConfig(backbone, attention, max_tokens, threshold, objective)
+        _check_params(attention, max_tokens, objective, batch_entities)
+        self.config = CactusConfig(str(backbone), attention, max_tokens, objective=objective)
         self.batch_entities = batch_entities
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.threshold_ = threshold
+        self.device = _resolve_device(device)
         self.threshold_curve_: ThresholdCurve | None = None
+        if threshold is not None:
+            self.adopt_threshold(threshold)
         self.n_truncated_ = 0
         self.training_summary_: dict | None = None
         self._encoder: SetEncoder | None = None
         self._tokenizer = None
-        self._backbone_path = backbone
+        self._backbone_path = str(backbone)
+
+    @property
+    def threshold_(self) -> float | None:
+        """The fitted threshold (None until tuned or given); see `adopt_threshold`."""
+        return self.config.threshold
+
+    def adopt_threshold(self, choice: ThresholdCurve | float,
+                        provenance: ThresholdProvenance | dict | None = None) -> None:
+        """Make `choice` the model's threshold: the best threshold of a tuned curve (kept as `threshold_curve_`,
+        its objective and best score filled into the provenance), or a number given by hand. The one writer of
+        `threshold_` and of its provenance."""
+        prov = (ThresholdProvenance(**provenance) if isinstance(provenance, dict)
+                else provenance or ThresholdProvenance())
+        if isinstance(choice, ThresholdCurve):
+            threshold = float(choice.best_threshold)
+            prov = replace(prov, objective=choice.objective, best_score=float(choice.best_score))
+            self.threshold_curve_ = choice
+        else:
+            threshold = check_threshold(choice)
+            self.threshold_curve_ = None
+        self.config.threshold = threshold
+        self.config.threshold_provenance = prov.to_dict()
 
     # ---- encoder -------------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -169,7 +173,7 @@ class Cactus:
         if config is None:
             self.tune_threshold(val_subsets if val_subsets is not None else train_subsets, progress=progress)
             return self
-        from cactus.train import Trainer  # imported here: cactus.train imports this module (and accelerate)
+        from cactus.train import Trainer  # imported when needed: training pulls in accelerate, prediction does not
 
         if val_subsets is None:
             raise ValueError("training needs val_subsets: they choose the threshold, the best weights and when to stop")
@@ -179,22 +183,22 @@ class Cactus:
 
     def tune_threshold(self, subsets: Sequence[Subset], grid: np.ndarray | None = None,
                        progress: bool = False) -> ThresholdCurve:
-        """Choose the threshold that maximises the objective on labelled `subsets`, store it, return the curve."""
+        """Choose the threshold that maximises the objective on labelled `subsets`, adopt it, return the curve."""
         require_labels(subsets, "threshold tuning")
         sims = self.similarities(subsets, progress=progress)
         curve = tune_threshold(sims, [s.labels for s in subsets], grid=grid, objective=self.config.objective)
-        self.threshold_curve_ = curve
-        self.threshold_ = self.config.threshold = float(curve.best_threshold)
-        self.config.threshold_provenance = {
-            "subsets": len(subsets), "objective": curve.objective, "best_score": float(curve.best_score),
-        }
+        self.adopt_threshold(curve, ThresholdProvenance(subsets=len(subsets)))
         return curve
 
     def predict(self, subsets: Sequence[Subset], threshold: float | None = None,
                 progress: bool = False) -> list[np.ndarray]:
-        """Cluster ids, one (n_i,) int array per subset, numbered by first appearance."""
-        t = self.threshold_ if threshold is None else threshold
-        if t is None:
+        """Cluster ids, one (n_i,) int array per subset, numbered by first appearance. `threshold` overrides the
+        model's `threshold_` for this call."""
+        if threshold is not None:
+            t = check_threshold(threshold)
+        elif self.threshold_ is not None:
+            t = self.threshold_
+        else:
             raise ValueError("no threshold: tune one with fit() / tune_threshold(), or pass threshold=")
         return [agglomerative_cluster(s, t) for s in self.similarities(subsets, progress=progress)]
 
@@ -212,7 +216,7 @@ class Cactus:
             self._tokenizer.save_pretrained(tmp / BACKBONE_DIR)
             record = {
                 "schema_version": SCHEMA_VERSION,
-                "cactus_version": cactus.__version__,
+                "cactus_version": __version__,
                 "config": asdict(self.config),
                 "threshold_curve": self.threshold_curve_.to_dict() if self.threshold_curve_ else None,
             }
@@ -223,39 +227,81 @@ class Cactus:
             shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, **kwargs) -> "Cactus":
-        """Load a saved model folder, or the shipped default when `path` is None or "default"."""
+    def from_pretrained(cls, path: str | os.PathLike | None = None, *, attention: str | None = None,
+                        max_tokens: int | None = None, allow_attention_change: bool = False, **kwargs) -> "Cactus":
+        """Load a saved model folder, or the shipped default when `path` is None or "default".
+
+        `attention` and `max_tokens` replace the saved ones. A model whose weights cactus trained learned them under
+        its attention mode, and its threshold was tuned for that mode: another mode is refused unless
+        `allow_attention_change`, and then it warns. Other keyword arguments (`batch_entities`, `device`) go to the
+        constructor.
+        """
         if path is None or str(path) == "default":
-            return cls._from_config(default_model_config(), **kwargs)
-        path = Path(path)
-        recover_dir(path)
-        cfg_file = path / CONFIG_NAME
-        if not cfg_file.is_file():
-            raise FileNotFoundError(f"{path}: not a cactus model folder (no {CONFIG_NAME})")
-        record = json.loads(cfg_file.read_text())
-        if record.get("schema_version", 0) > SCHEMA_VERSION:
-            raise ValueError(
-                f"{cfg_file}: schema version {record['schema_version']} is newer than this cactus "
-                f"({cactus.__version__}) reads ({SCHEMA_VERSION}); upgrade cactus"
-            )
-        model = cls._from_config(CactusConfig(**record["config"]), **kwargs)
-        model._backbone_path = str(path / BACKBONE_DIR)
-        if record.get("threshold_curve"):
-            model.threshold_curve_ = ThresholdCurve.from_dict(record["threshold_curve"])
+            config, curve, folder = default_model_config(), None, None
+        else:
+            config, curve = _read_model_folder(Path(path))
+            folder = Path(path)
+        where = folder or "the default model"
+        if attention is not None and attention != config.attention and config.trained:
+            if not allow_attention_change:
+                raise ValueError(
+                    f"{where}: its weights were trained with attention {config.attention!r}, and its threshold tuned "
+                    f"for it; refusing to run it with {attention!r} (allow it explicitly to do so anyway)")
+            logger.warning("%s: trained with attention %r, now run with %r: its threshold was tuned for %r",
+                           where, config.attention, attention, config.attention)
+        config = replace(config, attention=attention or config.attention, max_tokens=max_tokens or config.max_tokens)
+        model = cls(config.backbone, config.attention, config.max_tokens, objective=config.objective, **kwargs)
+        model.config = config
+        model.threshold_curve_ = curve
+        if folder is not None:
+            model._backbone_path = str(folder / BACKBONE_DIR)
         return model
 
-    @classmethod
-    def _from_config(cls, config: CactusConfig, **kwargs) -> "Cactus":
-        model = cls(**config.init_params(), **kwargs)
-        model.config = config
-        return model
+
+def _read_model_folder(path: Path) -> tuple[CactusConfig, ThresholdCurve | None]:
+    """The config and threshold curve saved in a model folder (recovering an interrupted save first)."""
+    recover_dir(path)
+    cfg_file = path / CONFIG_NAME
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{path}: not a cactus model folder (no {CONFIG_NAME})")
+    record = json.loads(cfg_file.read_text())
+    if record.get("schema_version", 0) > SCHEMA_VERSION:
+        raise ValueError(
+            f"{cfg_file}: schema version {record['schema_version']} is newer than this cactus "
+            f"({__version__}) reads ({SCHEMA_VERSION}); upgrade cactus"
+        )
+    curve = ThresholdCurve.from_dict(record["threshold_curve"]) if record.get("threshold_curve") else None
+    return CactusConfig.from_dict(record["config"], source=str(cfg_file)), curve
+
+
+def _check_params(attention: str, max_tokens: int, objective: str, batch_entities: int) -> None:
+    """ValueError naming the first constructor argument that is wrong (the threshold is checked when adopted)."""
+    if attention not in ATTENTION_MODES:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got {attention!r}")
+    for name, value, least in (("max_tokens", max_tokens, 2), ("batch_entities", batch_entities, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    parse_objective(objective)
+
+
+def _resolve_device(device: str | None) -> torch.device:
+    """The torch device named, or cuda when available else cpu; ValueError for an unknown or absent device."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA GPU is available here (use cpu)")
+    return resolved
 
 
 def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
     """The README.md of a saved model folder: what it is, how it was made, how to use it."""
     lines = [
         "# cactus model", "",
-        f"Context-aware clustering of entity subsets with cactus {cactus.__version__}.", "",
+        f"Context-aware clustering of entity subsets with cactus {__version__}.", "",
         "| setting | value |", "|---|---|",
         f"| backbone | `{config.backbone}` |",
         f"| inter-entity attention | {config.attention} |",

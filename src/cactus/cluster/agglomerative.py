@@ -35,6 +35,18 @@ SIMILARITY_DECIMALS = 6  # similarities are rounded to this many decimals before
 _SCALE = 10**SIMILARITY_DECIMALS
 
 
+def check_threshold(threshold, name: str = "threshold") -> float:
+    """`threshold` as a float, or ValueError naming `name`: a number in [-1, 1] (cosine similarities lie there; a
+    threshold beyond them would leave every entity alone, or put all in one cluster)."""
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [-1, 1], got {threshold!r}") from None
+    if not -1.0 <= t <= 1.0:  # also refuses NaN
+        raise ValueError(f"{name} must be a number in [-1, 1], got {threshold!r}")
+    return t
+
+
 def _quantise(similarity: np.ndarray) -> np.ndarray:
     """(n, n) similarities -> (n, n) int64 in units of 10**-SIMILARITY_DECIMALS; symmetric, diagonal ignored (= 1)."""
     s = np.asarray(similarity, dtype=np.float64)

@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
-import cactus
+from cactus.version import __version__
 from cactus.data.io import write_subsets
 from cactus.data.sources import (
     AMAZON_CATEGORY_FILES,
@@ -513,7 +513,7 @@ def build_benchmarks(
             print(f"{family}: {n_subsets} subsets in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     files = sorted({f for family in families for f in FAMILY_FILES[family]})
     manifest = {
-        "cactus_version": cactus.__version__,
+        "cactus_version": __version__,
         "seed": seed,
         "sizes": {"train": n_train, "val": n_val, "test": n_test},
         "families": list(families),

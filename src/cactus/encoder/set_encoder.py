@@ -13,7 +13,13 @@ from torch import nn
 from cactus.encoder.attention import SIA_ATTENTION, EntityLayout, attention_implementation
 from cactus.text.tokenize import SubsetBatch
 
-ATTENTION_MODES = ("nia", "fia", "sia")
+# How the entities of a subset see each other while encoded: the one list of modes, with the words users read.
+ATTENTION_MODES = {
+    "nia": "no inter-entity attention: every entity is encoded alone (context-free)",
+    "fia": "full inter-entity attention over the subset's concatenated tokens",
+    "sia": "scalable inter-entity attention: each entity's tokens also attend to one summary per other entity "
+           "(the method's)",
+}
 
 
 class SetEncoder(nn.Module):
@@ -36,7 +42,7 @@ class SetEncoder(nn.Module):
     def __init__(self, backbone: nn.Module, attention: str = "nia"):
         super().__init__()
         if attention not in ATTENTION_MODES:
-            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got {attention!r}")
         if attention == "sia" and backbone.config.model_type == "umt5":
             raise NotImplementedError("sia: UMT5 has a relative position bias per layer; only T5 / MT5 are supported")
         self.backbone = backbone

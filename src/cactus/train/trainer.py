@@ -25,117 +25,32 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
-from cactus.cluster import ThresholdCurve, tune_threshold
+from cactus.atomic import recover_dir, replace_dir
+from cactus.cluster import ThresholdCurve
+from cactus.config import CONFIG_NAME, ThresholdProvenance
 from cactus.data.subsets import Subset, require_labels
-from cactus.losses import AugmentedTripletLoss, LossOutput, PairwiseBCELoss, StructuredMSTLoss, TripletLoss
-from cactus.model import CONFIG_NAME, Cactus
+from cactus.losses import LossOutput, make_loss
 from cactus.selfsup import Augmentation, make_synthetic_subsets
 from cactus.text import SubsetBatch, tokenize_subsets
-from cactus.atomic import recover_dir, replace_dir
 from cactus.train.checkpoint import TrainerState
+from cactus.train.config import TrainingConfig
+from cactus.train.evaluator import ThresholdEvaluator
 
 logger = logging.getLogger(__name__)
 
-LOSSES = ("augmented_triplet", "triplet", "pairwise_bce", "structured_mst")
 LOG_NAME = "train_log.jsonl"
 BEST_DIR = "best"
 CHECKPOINT_DIR = "checkpoint"
 VAL_STREAM = 2**32 - 1  # seed stream of synthetic validation subsets; epochs use (seed, epoch) with small epochs
-
-
-@dataclass
-class TrainingConfig:
-    """Hyperparameters of one training run; JSON-serialisable (`to_dict` / `from_dict`).
-
-    Attributes:
-        loss: one of `LOSSES`.
-        margin: m of the triplet losses.
-        init_neutral: starting s0 of the augmented triplet loss (e.g. the s0 reached by pretraining).
-        lr: AdamW learning rate of the encoder (paper: 5e-5 fine-tuning, 1e-4 pretraining); constant after warmup.
-        neutral_lr: learning rate of the loss's own parameters (s0). AdamW moves a parameter by about lr per step
-            whatever its gradient, so at the encoder's rate s0 would stay near its initial value.
-        weight_decay: AdamW weight decay of the encoder; the loss's parameters get none (decay would pull s0 to 0).
-        anchor: decay of the encoder's weights towards those it started training from (L2-SP, decoupled like AdamW's
-            weight decay, which pulls towards 0 instead): each step moves every weight back by lr x anchor of its
-            distance from its start. It keeps the fine-tuned encoder near the pretrained one, which generalises to
-            families it never saw. 0 = off; lr x anchor is the fraction pulled back per step.
-        warmup_steps: linear warmup of both rates over this many steps (0 = none).
-        batch_size: subsets per optimizer step and process.
-        epochs: passes over the training subsets.
-        max_steps: stop after this many optimizer steps, if sooner.
-        grad_clip: max global gradient norm (None = no clipping). 1.0 by default; the paper's code used 0.3.
-        eval_every: evaluate every this many steps; None = only at the end of each epoch (always done).
-        patience: stop after this many evaluations without a better validation objective (None = never).
-        log_every: write a training-loss line every this many steps (0 = none).
-        checkpoint_every: save a resumable checkpoint every this many steps; None = after every evaluation. One is
-            always saved when training ends.
-        restore_best: at the end, load the best weights (and their threshold) back into the model; else the model
-            keeps its last weights with the threshold tuned for them at the last evaluation.
-        seed: seeds the data order, the synthetic subsets and (with the process index) torch's RNG.
-        progress: show a progress bar (main process only).
-    """
-
-    loss: str = "augmented_triplet"
-    margin: float = 0.3
-    init_neutral: float = 0.0
-    lr: float = 5e-5
-    neutral_lr: float = 5e-3
-    weight_decay: float = 0.01
-    anchor: float = 0.0
-    warmup_steps: int = 0
-    batch_size: int = 4
-    epochs: int = 10
-    max_steps: int | None = None
-    grad_clip: float | None = 1.0
-    eval_every: int | None = None
-    patience: int | None = None
-    log_every: int = 50
-    checkpoint_every: int | None = None
-    restore_best: bool = True
-    seed: int = 0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("batch_size", "epochs", "max_steps", "eval_every", "patience", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.warmup_steps < 0 or self.log_every < 0 or self.anchor < 0:
-            raise ValueError("warmup_steps, log_every and anchor must be >= 0")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, record: dict) -> "TrainingConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(record) - known
-        if unknown:
-            raise ValueError(f"unknown training config field(s): {sorted(unknown)}")
-        return cls(**record)
-
-
-def make_loss(config: TrainingConfig) -> nn.Module:
-    """The loss module named by `config.loss`."""
-    if config.loss == "augmented_triplet":
-        return AugmentedTripletLoss(margin=config.margin, init_neutral=config.init_neutral)
-    if config.loss == "triplet":
-        return TripletLoss(margin=config.margin)
-    if config.loss == "pairwise_bce":
-        return PairwiseBCELoss()
-    return StructuredMSTLoss()
 
 
 def label_ids(subsets: Sequence[Subset], n_max: int) -> torch.Tensor:
@@ -164,7 +79,9 @@ TrainSubsets = Sequence[Subset] | Callable[[int], Sequence[Subset]]
 
 
 class Trainer:
-    """Trains `model`'s encoder in place; see the module docstring for what lands in `output_dir`.
+    """Trains the encoder of `model` (a `cactus.Cactus`) in place; see the module docstring for what lands in
+    `output_dir`. The trainer reads the estimator through its methods and never imports its module, which calls the
+    trainer from `Cactus.fit`.
 
     The model's attention mode, token limit and threshold objective are used as they are; its `device` chooses
     CPU (device "cpu") or accelerate's default accelerator, on which it then stays. Under `torchrun` every
@@ -172,7 +89,7 @@ class Trainer:
     process writes its RNG state into the checkpoint (a single shared file system is assumed).
     """
 
-    def __init__(self, model: Cactus, config: TrainingConfig, output_dir: str | Path):
+    def __init__(self, model, config: TrainingConfig, output_dir: str | Path):
         self.model = model
         self.config = config
         self.output_dir = Path(output_dir)
@@ -185,7 +102,7 @@ class Trainer:
         set_seed(config.seed, device_specific=True)  # different dropout masks on different processes
         model.device = self.accelerator.device  # `Cactus.embed` (validation) then feeds the same device
         self.encoder = model.encoder.to(model.device)
-        self.loss_fn = make_loss(config)
+        self.loss_fn = make_loss(config.loss, margin=config.margin, init_neutral=config.init_neutral)
         groups = [{"params": [p for p in self.encoder.parameters() if p.requires_grad],
                    "lr": config.lr, "weight_decay": config.weight_decay}]
         # The starting weights, for `anchor`; a resumed run rebuilds them from the same starting model.
@@ -204,6 +121,7 @@ class Trainer:
         self.n_truncated = 0
         self._data_stats: dict = {}
         self._last_eval: tuple[ThresholdCurve, int, int] | None = None  # this run's last: curve, epoch, n_val
+        self._clock = (time.monotonic(), 0.0)  # (when this run started, training seconds of earlier runs)
 
     # ---- public API ------------------------------------------------------------------------------------------
     @property
@@ -239,8 +157,7 @@ class Trainer:
         max_steps=k and resumed with a larger max_steps reaches exactly the weights of an uninterrupted run; its log
         and early stopping match too when k is an evaluation step anyway (else the extra evaluation at k counts).
         """
-        cfg, acc = self.config, self.accelerator
-        require_labels(val_subsets, "validation")
+        evaluator = ThresholdEvaluator(val_subsets)
         subsets_of = train_subsets if callable(train_subsets) else (lambda epoch: train_subsets)
         first = subsets_of(0)
         self._data_stats = {  # for the model card; synthetic data changes per epoch, epoch 0 stands for all
@@ -249,47 +166,13 @@ class Trainer:
             "per_epoch_synthetic": callable(train_subsets),
         }
         state = self._start(resume)
-        run_start, elapsed_before = time.monotonic(), state.elapsed_s
+        self._clock = (time.monotonic(), state.elapsed_s)
         per_epoch = len(self.epoch_batches(len(subsets_of(state.epoch)), state.epoch))
+        cfg = self.config
         total = per_epoch * cfg.epochs if cfg.max_steps is None else min(per_epoch * cfg.epochs, cfg.max_steps)
         bar = tqdm(total=total, initial=state.step, desc="training", unit="step",
-                   disable=not (cfg.progress and acc.is_main_process))
-        done = state.stopped_early or (cfg.max_steps is not None and state.step >= cfg.max_steps)
-        stepped = False
-        self.module.train()
-        while not done and state.epoch < cfg.epochs:
-            subsets = subsets_of(state.epoch)
-            require_labels(subsets, "training")
-            batches = self.epoch_batches(len(subsets), state.epoch)
-            for batch in batches[state.batch_in_epoch:]:
-                loss_sum, kept, skipped = self._train_step([subsets[i] for i in batch])
-                stepped = True
-                epoch = state.epoch
-                state.step += 1
-                state.batch_in_epoch += 1
-                state.elapsed_s = elapsed_before + time.monotonic() - run_start
-                state.loss_sum += loss_sum
-                state.loss_count += kept
-                state.skipped += skipped
-                state.log_loss_sum += loss_sum
-                state.log_loss_count += kept
-                bar.update(1)
-                if cfg.log_every and state.step % cfg.log_every == 0:
-                    self._log_loss(state, epoch)
-                epoch_end = state.batch_in_epoch == len(batches)
-                at_max = cfg.max_steps is not None and state.step >= cfg.max_steps
-                evaluated = (cfg.eval_every is not None and state.step % cfg.eval_every == 0) or epoch_end or at_max
-                if evaluated:
-                    self._evaluate(state, val_subsets, epoch)
-                    bar.set_postfix(score=f"{state.best_score:.4f}")
-                if epoch_end:
-                    state.epoch += 1
-                    state.batch_in_epoch = 0
-                done = state.stopped_early or at_max
-                if done:
-                    break
-                if (state.step % cfg.checkpoint_every == 0) if cfg.checkpoint_every else evaluated:
-                    self._checkpoint(state)
+                   disable=not (cfg.progress and self.accelerator.is_main_process))
+        stepped = self._run(state, subsets_of, evaluator, bar)
         bar.close()
         self.encoder.eval()  # the model's inference methods expect eval mode (no dropout)
         if stepped:
@@ -302,24 +185,31 @@ class Trainer:
             self._restore(best)
         elif self._last_eval is not None and state.last_eval_step == state.step:
             self._adopt(*self._last_eval, state=state)  # the last weights get the threshold tuned for them
-        summary = {
-            "steps": state.step,
-            "epochs_completed": state.epoch,
-            "stopped_early": state.stopped_early,
-            "best_score": state.best_score,
-            "best_step": state.best_step,
-            "objective": self.model.config.objective,
-            "threshold": self.model.threshold_,
-            "neutral": self.neutral,
-            "best_neutral": self.model.config.neutral,
-            "elapsed_s": state.elapsed_s,
-            "n_truncated": self.n_truncated,
-            "best_dir": str(best),
-            "log": str(self.output_dir / LOG_NAME),
-        }
-        if acc.is_main_process:
-            (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
+        return self._summary(state)
+
+    def step(self, subsets: Sequence[Subset]) -> tuple[float, int, int]:
+        """One optimizer step on a batch of labelled subsets; returns (loss x kept subsets, kept subsets, skipped
+        subsets), summed over processes. A subset is skipped when its loss has no term (e.g. one cluster)."""
+        acc, tokenizer = self.accelerator, self.model.tokenizer
+        batch = tokenize_subsets(tokenizer, [s.texts for s in subsets], self.model.config.max_tokens)
+        self.n_truncated += batch.n_truncated
+        batch = batch.to(acc.device)
+        out: LossOutput = self.module(batch, label_ids(subsets, batch.entity_mask.shape[1]).to(acc.device))
+        acc.backward(out.loss)
+        if self.config.grad_clip is not None:
+            acc.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        if self._anchor:  # decoupled from the gradient, so Adam's per-parameter scaling does not undo it
+            pull = self.optimizer.param_groups[0]["lr"] * self.config.anchor
+            with torch.no_grad():
+                for p, p0 in self._anchor:
+                    p.sub_(pull * (p - p0))
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        kept = len(subsets) - out.n_skipped
+        totals = torch.tensor([out.loss.item() * kept, kept, out.n_skipped], dtype=torch.float64, device=acc.device)
+        loss_sum, kept, skipped = acc.reduce(totals, reduction="sum").tolist()
+        return loss_sum, int(kept), int(skipped)
 
     def pretrain(
         self,
@@ -344,40 +234,92 @@ class Trainer:
             resume=resume,
         )
 
-    # ---- steps -----------------------------------------------------------------------------------------------
-    def _train_step(self, subsets: Sequence[Subset]) -> tuple[float, int, int]:
-        """One optimizer step on a batch; returns (loss x kept subsets, kept subsets, skipped subsets), summed
-        over processes."""
-        acc, tokenizer = self.accelerator, self.model.tokenizer
-        batch = tokenize_subsets(tokenizer, [s.texts for s in subsets], self.model.config.max_tokens)
-        self.n_truncated += batch.n_truncated
-        batch = batch.to(acc.device)
-        out: LossOutput = self.module(batch, label_ids(subsets, batch.entity_mask.shape[1]).to(acc.device))
-        acc.backward(out.loss)
-        if self.config.grad_clip is not None:
-            acc.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        if self._anchor:  # decoupled from the gradient, so Adam's per-parameter scaling does not undo it
-            pull = self.optimizer.param_groups[0]["lr"] * self.config.anchor
-            with torch.no_grad():
-                for p, p0 in self._anchor:
-                    p.sub_(pull * (p - p0))
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        kept = len(subsets) - out.n_skipped
-        totals = torch.tensor([out.loss.item() * kept, kept, out.n_skipped], dtype=torch.float64, device=acc.device)
-        loss_sum, kept, skipped = acc.reduce(totals, reduction="sum").tolist()
-        return loss_sum, int(kept), int(skipped)
+    # ---- the loop -----------------------------------------------------------------------------------------
+    def _run(self, state: TrainerState, subsets_of: Callable[[int], Sequence[Subset]],
+             evaluator: ThresholdEvaluator, bar) -> bool:
+        """Step through the epochs from `state` until the last epoch, `max_steps` or early stopping; whether any
+        step ran."""
+        stepped = False
+        done = state.stopped_early or self._at_max_steps(state)
+        self.module.train()
+        while not done and state.epoch < self.config.epochs:
+            subsets = subsets_of(state.epoch)
+            require_labels(subsets, "training")
+            batches = self.epoch_batches(len(subsets), state.epoch)
+            for batch in batches[state.batch_in_epoch:]:
+                self._count_step(state, *self.step([subsets[i] for i in batch]))
+                stepped = True
+                bar.update(1)
+                done = self._after_step(state, len(batches), evaluator, bar)
+                if done:
+                    break
+        return stepped
 
-    def _evaluate(self, state: TrainerState, val_subsets: Sequence[Subset], epoch: int) -> None:
+    def _count_step(self, state: TrainerState, loss_sum: float, kept: int, skipped: int) -> None:
+        state.step += 1
+        state.batch_in_epoch += 1
+        run_start, elapsed_before = self._clock
+        state.elapsed_s = elapsed_before + time.monotonic() - run_start
+        state.loss_sum += loss_sum
+        state.loss_count += kept
+        state.skipped += skipped
+        state.log_loss_sum += loss_sum
+        state.log_loss_count += kept
+
+    def _after_step(self, state: TrainerState, n_batches: int, evaluator: ThresholdEvaluator, bar) -> bool:
+        """Log, evaluate, move to the next epoch and checkpoint as due after a step; whether training is done."""
+        cfg, epoch = self.config, state.epoch
+        if cfg.log_every and state.step % cfg.log_every == 0:
+            self._log_loss(state, epoch)
+        epoch_end = state.batch_in_epoch == n_batches
+        at_max = self._at_max_steps(state)
+        evaluated = (cfg.eval_every is not None and state.step % cfg.eval_every == 0) or epoch_end or at_max
+        if evaluated:
+            self._evaluate(state, evaluator, epoch)
+            bar.set_postfix(score=f"{state.best_score:.4f}")
+        if epoch_end:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+        if state.stopped_early or at_max:
+            return True
+        if (state.step % cfg.checkpoint_every == 0) if cfg.checkpoint_every else evaluated:
+            self._checkpoint(state)
+        return False
+
+    def _at_max_steps(self, state: TrainerState) -> bool:
+        return self.config.max_steps is not None and state.step >= self.config.max_steps
+
+    def _summary(self, state: TrainerState) -> dict:
+        """What `train` returns, also written to summary.json (main process)."""
+        summary = {
+            "steps": state.step,
+            "epochs_completed": state.epoch,
+            "stopped_early": state.stopped_early,
+            "best_score": state.best_score,
+            "best_step": state.best_step,
+            "objective": self.model.config.objective,
+            "threshold": self.model.threshold_,
+            "neutral": self.neutral,
+            "best_neutral": self.model.config.neutral,
+            "elapsed_s": state.elapsed_s,
+            "n_truncated": self.n_truncated,
+            "best_dir": str(self.output_dir / BEST_DIR),
+            "log": str(self.output_dir / LOG_NAME),
+        }
+        if self.accelerator.is_main_process:
+            (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    # ---- evaluation and the best model ---------------------------------------------------------------------
+    def _evaluate(self, state: TrainerState, evaluator: ThresholdEvaluator, epoch: int) -> None:
         """Tune the threshold on the validation subsets, log, keep the best model, update early stopping.
 
         Log fields: type "eval", step, epoch, train_loss (mean over subsets since the last evaluation), skipped
         (subsets without a loss term since then), objective, score (its mean at the tuned threshold), ami, ari,
         threshold, neutral (s0), best (this evaluation is the best so far), elapsed_s.
         """
-        curve = self._tune(val_subsets)
-        self._last_eval = (curve, epoch, len(val_subsets))
+        curve = evaluator(self.model, self.accelerator)
+        self._last_eval = (curve, epoch, len(evaluator))
         at_best = curve.scores_at_best()
         improved = state.best_score is None or curve.best_score > state.best_score
         record = {
@@ -399,35 +341,17 @@ class Trainer:
         state.last_eval_step = state.step
         if improved:
             state.best_score, state.best_step, state.evals_since_best = curve.best_score, state.step, 0
-            self._save_best(curve, state, epoch, len(val_subsets))
+            self._save_best(curve, state, epoch, len(evaluator))
         else:
             state.evals_since_best += 1
             state.stopped_early = self.config.patience is not None and state.evals_since_best >= self.config.patience
         self._write_log(state, record)
 
-    def _tune(self, val_subsets: Sequence[Subset]) -> ThresholdCurve:
-        """Embed the validation subsets (eval mode, sharded over processes) and tune the threshold on all of them;
-        every process computes the same curve, so all agree on the best model and on stopping."""
-        acc = self.accelerator
-        shard = list(range(acc.process_index, len(val_subsets), acc.num_processes))
-        self.encoder.eval()
-        try:
-            sims = list(zip(shard, self.model.similarities([val_subsets[i] for i in shard])))
-        finally:
-            self.encoder.train()
-        if acc.num_processes > 1:
-            sims = sorted(gather_object(sims), key=lambda pair: pair[0])
-        return tune_threshold([s for _, s in sims], [val_subsets[i].labels for i, _ in sims],
-                              objective=self.model.config.objective)
-
     def _adopt(self, curve: ThresholdCurve, epoch: int, n_val: int, state: TrainerState) -> None:
         """Give the model the threshold tuned for its current weights, the loss, s0 and the training record."""
         model = self.model
-        model.threshold_curve_ = curve
-        model.threshold_ = model.config.threshold = curve.best_threshold
-        model.config.threshold_provenance = {
-            "subsets": n_val, "objective": curve.objective, "best_score": curve.best_score, "step": state.step,
-        }
+        model.adopt_threshold(curve, ThresholdProvenance(subsets=n_val, tuned_on="validation subsets",
+                                                         step=state.step))
         model.config.loss = self.config.loss
         model.config.neutral = self.neutral
         model.config.training = {
@@ -445,12 +369,12 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def _restore(self, best: Path) -> None:
-        """Load the best weights and their threshold back into the model."""
-        saved = Cactus.from_pretrained(best, device=str(self.accelerator.device))
+        """Load the best weights back into the model, with their threshold, loss, s0 and training record."""
+        saved = type(self.model).from_pretrained(best, device=str(self.accelerator.device))
         self.encoder.load_state_dict(saved.encoder.state_dict())
-        self.model.config = saved.config
-        self.model.threshold_ = saved.config.threshold
-        self.model.threshold_curve_ = saved.threshold_curve_
+        self.model.adopt_threshold(saved.threshold_curve_, ThresholdProvenance(**saved.config.threshold_provenance))
+        self.model.config.loss, self.model.config.neutral = saved.config.loss, saved.config.neutral
+        self.model.config.training = saved.config.training
 
     # ---- log and checkpoints -------------------------------------------------------------------------------
     def _log_loss(self, state: TrainerState, epoch: int) -> None:

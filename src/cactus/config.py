@@ -1,0 +1,84 @@
+"""What a saved model is apart from its weights: `CactusConfig`, the threshold's provenance, the folder's file names.
+
+Its own module so that the estimator (`cactus.model`) and the trainer (`cactus.train`) both read it without importing
+each other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+
+from cactus.encoder.backbone import DEFAULT_BACKBONE
+
+CONFIG_NAME = "cactus_config.json"
+BACKBONE_DIR = "backbone"
+SCHEMA_VERSION = 1
+DEFAULT_MODEL_FILE = "default_model.json"  # in the package: the shipped default's config
+
+
+@dataclass
+class ThresholdProvenance:
+    """Where a model's threshold came from; one schema whoever chose it (saved in `CactusConfig`).
+
+    Attributes:
+        objective: the '+'-joined metrics tuning maximised (None for a threshold given by hand).
+        best_score: the objective's mean over the tuning subsets at the threshold.
+        subsets: how many labelled subsets it was tuned on.
+        tuned_on: what those subsets were, in words.
+        step: the training step whose weights it was tuned for (None outside training).
+        command: the command that chose it, where one script did (the shipped default's).
+        date: the day it was chosen, where recorded.
+    """
+
+    objective: str | None = None
+    best_score: float | None = None
+    subsets: int | None = None
+    tuned_on: str | None = None
+    step: int | None = None
+    command: str | None = None
+    date: str | None = None
+
+    def to_dict(self) -> dict:
+        """The fields that are set (a JSON object)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class CactusConfig:
+    """Everything that defines a model apart from its weights; saved as JSON beside them.
+
+    `threshold` is the fitted threshold (`Cactus.threshold_` reads it); only `Cactus.adopt_threshold` writes it,
+    with its `threshold_provenance` (a `ThresholdProvenance.to_dict()`).
+    """
+
+    backbone: str = DEFAULT_BACKBONE
+    attention: str = "nia"
+    max_tokens: int = 64
+    threshold: float | None = None
+    objective: str = "ami+ari"
+    threshold_provenance: dict = field(default_factory=dict)
+    pooling: str = "mean"  # masked mean of the final hidden states, L2-normalised (the only pooling)
+    loss: str | None = None  # the training loss, None for a pretrained encoder used as it is
+    neutral: float | None = None  # s0 learned by the augmented triplet loss
+    training: dict = field(default_factory=dict)  # how the weights were trained: config, data, validation results
+
+    @property
+    def trained(self) -> bool:
+        """Whether the weights were trained by cactus (their attention mode is then part of what they learned)."""
+        return self.loss is not None
+
+    @classmethod
+    def from_dict(cls, record: dict, source: str = "config") -> "CactusConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown model config field(s) {unknown}")
+        return cls(**record)
+
+
+def default_model_config() -> CactusConfig:
+    """The shipped default: the offline all-MiniLM-L6-v2 encoder with its once-tuned threshold."""
+    meta = json.loads(resources.files("cactus").joinpath(DEFAULT_MODEL_FILE).read_text())
+    return CactusConfig.from_dict(meta["config"], source=DEFAULT_MODEL_FILE)

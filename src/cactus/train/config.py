@@ -1,0 +1,81 @@
+"""`TrainingConfig`: the hyperparameters of one training run.
+
+Each field carries its help text in its metadata: the docstring below, the CLI's training flags (generated from the
+fields by `cactus.cli`) and the saved training record all read this one list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from cactus.losses import LOSSES
+
+
+def _option(default, help: str, cli: bool = True):
+    """A field with its help text; `cli=False` keeps it off the command line."""
+    return field(default=default, metadata={"help": help, "cli": cli})
+
+
+@dataclass
+class TrainingConfig:
+    """Hyperparameters of one training run; JSON-serialisable (`to_dict` / `from_dict`).
+
+    Every field's meaning is its `help` (`TrainingConfig.help(name)`), also shown by `cactus train --help`. Notes that
+    are too long for a help line:
+        neutral_lr: AdamW moves a parameter by about lr per step whatever its gradient, so at the encoder's rate s0
+            would stay near its initial value.
+        anchor: L2-SP, decoupled like AdamW's weight decay, which pulls towards 0 instead; it keeps the fine-tuned
+            encoder near the pretrained one, which generalises to families it never saw.
+        max_steps: a run stopped by max_steps=k and resumed with a larger max_steps reaches exactly the weights of an
+            uninterrupted run.
+    """
+
+    loss: str = _option("augmented_triplet", "training loss: " + "; ".join(f"{k} = {v}" for k, v in LOSSES.items()))
+    margin: float = _option(0.3, "margin m of the triplet losses")
+    init_neutral: float = _option(0.0, "starting s0 of the augmented triplet loss (e.g. the s0 pretraining reached)")
+    lr: float = _option(5e-5, "AdamW learning rate of the encoder, constant after warmup (the paper: 5e-5 "
+                              "fine-tuning, 1e-4 pretraining)")
+    neutral_lr: float = _option(5e-3, "learning rate of the loss's own parameters (s0)")
+    weight_decay: float = _option(0.01, "AdamW weight decay of the encoder; the loss's parameters get none")
+    anchor: float = _option(0.0, "decay of the encoder's weights towards those it started from: each step pulls "
+                                 "every weight back by lr x anchor of its distance from its start (0 = off)")
+    warmup_steps: int = _option(0, "linear warmup of both learning rates over this many steps (0 = none)")
+    batch_size: int = _option(4, "subsets per optimizer step and process")
+    epochs: int = _option(10, "passes over the training subsets")
+    max_steps: int | None = _option(None, "stop after this many optimizer steps, if sooner")
+    grad_clip: float | None = _option(1.0, "max global gradient norm (the paper's code used 0.3)")
+    eval_every: int | None = _option(None, "validate (tune the threshold, keep the best model) every this many "
+                                           "steps; always at the end of each epoch")
+    patience: int | None = _option(None, "stop after this many validations without a better objective")
+    log_every: int = _option(50, "write a training-loss line every this many steps (0 = none)")
+    checkpoint_every: int | None = _option(None, "save a resumable checkpoint every this many steps (default: after "
+                                                 "every validation); one is always saved when training ends")
+    restore_best: bool = _option(True, "at the end, load the best weights and their threshold back into the model "
+                                       "(else keep the last weights, with the threshold tuned for them)")
+    seed: int = _option(0, "seeds the data order, the synthetic subsets and (with the process index) torch's RNG")
+    progress: bool = _option(True, "show a progress bar (main process only)", cli=False)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        for name in ("batch_size", "epochs", "max_steps", "eval_every", "patience", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.warmup_steps < 0 or self.log_every < 0 or self.anchor < 0:
+            raise ValueError("warmup_steps, log_every and anchor must be >= 0")
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "TrainingConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(record) - known
+        if unknown:
+            raise ValueError(f"unknown training config field(s): {sorted(unknown)}")
+        return cls(**record)
