@@ -25,7 +25,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,14 +32,14 @@ import time
 from pathlib import Path
 
 import torch
-import transformers
+from provenance import machine_info
 
-from cactus.encoder import SetEncoder, attention_implementation, load_backbone
+from cactus.encoder import ATTENTION_MODES, SetEncoder, attention_implementation, load_backbone
 from cactus.text.tokenize import SubsetBatch
 
 TOKENS = 32
-MODES = ("nia", "sia", "fia", "fia_eager")
-LABELS = {"nia": "NIA", "sia": "SIA", "fia": "FIA", "fia_eager": "FIA eager"}
+MODES = (*ATTENTION_MODES, "fia_eager")
+LABELS = {**{mode: mode.upper() for mode in ATTENTION_MODES}, "fia_eager": "FIA eager"}
 
 
 def subset_batch(tokenizer, n: int, seed: int = 0) -> SubsetBatch:
@@ -117,13 +116,6 @@ def matmul_macs(config, n: int) -> dict[str, float]:
     return {mode: projections + layers * 2 * T * k * D for mode, k in keys_per_query.items()}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def write_markdown(result: dict, path: Path) -> None:
     m = result["machine"]
     rows = result["rows"]
@@ -132,7 +124,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         f"`{result['command']}`",
         "",
-        f"{m['cpu']} ({m['cpu_count']} CPUs), torch threads: {m['threads']}; torch {m['torch']}, "
+        f"{m['cpu']} ({m['cpu_count']} CPUs), torch threads: {m['torch_threads']}; torch {m['torch']}, "
         f"transformers {m['transformers']}, Python {m['python']}.",
         f"Backbone {result['backbone']} ({m['layers']} layers, {m['hidden']} wide), one subset of n entities x "
         f"{TOKENS} tokens, eval, no_grad. Time: median of {result['repeats']} forwards after a warm-up, modes "
@@ -183,7 +175,8 @@ def plot(result: dict, path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{result['backbone']} on CPU (torch threads: {result['machine']['threads']}), one subset per batch")
+    threads = result["machine"]["torch_threads"]
+    fig.suptitle(f"{result['backbone']} on CPU (torch threads: {threads}), one subset per batch")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -216,12 +209,7 @@ def main() -> None:
     result = {
         "command": " ".join(["python benchmarks/attention_speed.py", *sys.argv[1:]]),
         "backbone": args.backbone,
-        "machine": {
-            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
-        },
+        "machine": machine_info(layers=model.config.num_hidden_layers, hidden=model.config.hidden_size),
         "tokens_per_entity": TOKENS,
         "repeats": args.repeats,
         "rows": rows,

@@ -18,30 +18,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-import torch
-import transformers
+from provenance import machine_info
 
-import cactus
+import cactus.config
 from cactus import Cactus
 from cactus.cluster import (
+    ThresholdCurve,
     agglomerative_cluster,
     kmeans_cluster,
     silhouette_cluster,
     spectral_cluster,
     tune_threshold,
 )
+from cactus.config import ThresholdProvenance
 from cactus.data import read_subsets
 from cactus.data.benchmarks import FAMILIES
 from cactus.evaluate import evaluate_predictions
 
-DEFAULT_MODEL_FILE = Path(cactus.__file__).parent / "default_model.json"
+DEFAULT_MODEL_FILE = Path(cactus.config.__file__).parent / cactus.config.DEFAULT_MODEL_FILE
 K_MAX = 15  # largest k the silhouette baselines try, by default
 # Test-set columns: record key -> table heading. The first two cut the average-link tree at a threshold.
 COLUMNS = {
@@ -146,9 +146,7 @@ def main() -> None:
         "embeddings_from_cache": len(CACHE_HITS),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "date": date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "transformers": transformers.__version__,
-                    "cactus": cactus.__version__},
+        "machine": machine_info(),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +155,7 @@ def main() -> None:
     plot_curves(record, out.with_suffix(".png"))
     print(markdown_table(record))
     if args.write_default:
-        write_default(record, args)
+        write_default(model, pooled, record)
 
 
 def markdown_table(record: dict) -> str:
@@ -226,18 +224,17 @@ def plot_curves(record: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def write_default(record: dict, args) -> None:
-    meta = json.loads(DEFAULT_MODEL_FILE.read_text()) if DEFAULT_MODEL_FILE.exists() else {"config": {}}
-    meta["config"].update(record["model"] | {"threshold": record["one_threshold"], "objective": record["objective"]})
-    meta["config"].pop("pooling", None)
-    meta["config"]["threshold_provenance"] = {
-        "tuned_on": f"validation subsets of {', '.join(record['families'])} together "
-                    f"({sum(r['val_subsets'] for r in record['families'].values())} subsets)",
-        "objective": record["objective"], "best_score": record["curves"]["all"]["best_score"],
-        "command": record["command"], "date": record["date"],
-    }
-    DEFAULT_MODEL_FILE.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote the default threshold {record['one_threshold']:.2f} to {DEFAULT_MODEL_FILE}")
+def write_default(model: Cactus, pooled: ThresholdCurve, record: dict) -> None:
+    """Give the default model the threshold tuned on all families together, through the one writer of thresholds,
+    and store its config where `cactus.config.default_model_config` reads it."""
+    fams = record["families"]
+    model.adopt_threshold(pooled, ThresholdProvenance(
+        subsets=sum(r["val_subsets"] for r in fams.values()),
+        tuned_on=f"validation subsets of {', '.join(fams)} together", command=record["command"], date=record["date"]))
+    shipped = ("backbone", "attention", "max_tokens", "threshold", "objective", "threshold_provenance", "cut")
+    DEFAULT_MODEL_FILE.write_text(json.dumps({"config": {k: getattr(model.config, k) for k in shipped}}, indent=2)
+                                  + "\n")
+    print(f"wrote the default threshold {model.threshold_:.2f} to {DEFAULT_MODEL_FILE}")
 
 
 if __name__ == "__main__":

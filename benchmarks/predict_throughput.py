@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
-import transformers
+from provenance import machine_info
 
-import cactus
 from cactus import Cactus
 from cactus.data import read_subsets
 from cactus.encoder import load_backbone
@@ -76,9 +74,7 @@ def main() -> None:
         "predict_entities_per_s": n / statistics.median(t_pred),
         "bare_encoder_entities_per_s": n / statistics.median(t_bare),
         "predict_over_bare_time": statistics.median(t_pred) / statistics.median(t_bare),
-        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
-                    "torch": torch.__version__, "transformers": transformers.__version__,
-                    "cactus": cactus.__version__},
+        "machine": machine_info(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -5,13 +5,12 @@ entity) on subsets of one benchmark family (data/benchmark/<family>, built by `c
 
 - Training: one `cactus.train.Trainer` per mode (augmented triplet loss, batches of --batch-size subsets, the trainer's
   defaults otherwise), its module in train mode (dropout on) as `Trainer.train` puts it. The unit timed is
-  `Trainer._train_step`, the one optimizer step that `Trainer.train` runs per batch: tokenise the batch, forward,
-  loss, backward, gradient clipping, AdamW step, scheduler step, the loss reduced over processes. It is private; it
-  is called here because the public `train` adds validation, checkpoints and logging around it, and those are not
-  training throughput. Batches are the trainer's own epoch-0 batches (seed 0): --warmup of them per mode, then
-  --repeats rounds of --steps further batches; in each round every mode takes the same batches, one after the other,
-  in an order rotated from round to round. Subsets/s of a round = subsets / summed step time; reported: the median
-  over rounds.
+  `Trainer.step`, the one optimizer step that `Trainer.train` runs per batch: tokenise the batch, forward, loss,
+  backward, gradient clipping, AdamW step, scheduler step, the loss reduced over processes. It is called directly
+  because `train` adds validation, checkpoints and logging around it, and those are not training throughput.
+  Batches are the trainer's own epoch-0 batches (seed 0): --warmup of them per mode, then --repeats rounds of --steps
+  further batches; in each round every mode takes the same batches, one after the other, in an order rotated from
+  round to round. Subsets/s of a round = subsets / summed step time; reported: the median over rounds.
 - Prediction: `Cactus.predict` (threshold 0.35, the shipped default's) on the first --subsets test subsets, one
   warm-up call on 2 subsets per mode, then --repeats rounds, modes interleaved and rotated as above. Entities/s of a
   round = entities / time of the call; reported: the median over rounds.
@@ -38,7 +37,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -49,19 +47,17 @@ from pathlib import Path
 
 import accelerate
 import torch
-import transformers
+from provenance import machine_info
 
-import cactus
 from cactus import Cactus
 from cactus.data import read_subsets
+from cactus.encoder import ATTENTION_MODES
 from cactus.model import default_model_config
 from cactus.text import tokenize_subsets
 from cactus.train import Trainer, TrainingConfig
 
-from attention_speed import cpu_model  # noqa: E402  (benchmarks/ is on the path of a script run from it)
-
-MODES = ("nia", "fia", "sia")
-LABELS = {"nia": "NIA", "fia": "FIA", "sia": "SIA"}
+MODES = tuple(ATTENTION_MODES)
+LABELS = {mode: mode.upper() for mode in MODES}
 LOSS = "augmented_triplet"
 
 
@@ -142,10 +138,10 @@ def measure_memory(phase: str, mode: str, bench: str, family: str, n_test: int, 
             trainer = make_trainer(mode, batch_size, Path(tmp))
             warm, rounds = training_rounds(trainer, train, max(warmup, 1), steps, 1)
             for batch in warm:
-                trainer._train_step(batch)
+                trainer.step(batch)
             before = _reset_peak()
             for batch in rounds[0]:
-                trainer._train_step(batch)
+                trainer.step(batch)
         else:
             model = prediction_model(mode)
             model.predict(test[:2])
@@ -176,14 +172,14 @@ def time_training(args: argparse.Namespace, train) -> dict:
                             trainers["nia"].model.config.max_tokens)
         for mode in MODES:
             for batch in warm:
-                trainers[mode]._train_step(batch)
+                trainers[mode].step(batch)
         step_s = {mode: [] for mode in MODES}  # per round: the step times
         for r, batches in enumerate(rounds):
             for mode in rotated(r):
                 times = []
                 for batch in batches:
                     start = time.perf_counter()
-                    trainers[mode]._train_step(batch)
+                    trainers[mode].step(batch)
                     times.append(time.perf_counter() - start)
                 step_s[mode].append(times)
             print(f"training round {r + 1}/{args.repeats}: "
@@ -242,13 +238,13 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         f"`{result['command']}` ({result['date']}, wall time {result['wall_s']:.0f} s)",
         "",
-        f"{m['cpu']} ({m['cpu_count']} CPUs, shared with other jobs), torch threads: {m['threads']}, nice "
+        f"{m['cpu']} ({m['cpu_count']} CPUs, shared with other jobs), torch threads: {m['torch_threads']}, nice "
         f"{m['nice']}; Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, accelerate "
         f"{m['accelerate']}, cactus {m['cactus']}. Load average at start / end: {m['loadavg_start']} / "
         f"{m['loadavg_end']}.",
         "",
         f"Default model (all-MiniLM-L6-v2, 64 tokens per entity), family `{result['family']}`. Training: "
-        f"`Trainer._train_step` (one AdamW step of the {LOSS} loss, train mode), batches of {s['batch_size']} "
+        f"`Trainer.step` (one AdamW step of the {LOSS} loss, train mode), batches of {s['batch_size']} "
         f"training subsets, {s['warmup']} warm-up step(s) per mode, then {s['repeats']} rounds of {s['steps']} steps "
         f"(mean {statistics.mean(tr['entities_per_round']) / statistics.mean(tr['subsets_per_round']):.1f} entities "
         f"per subset). Prediction: `Cactus.predict` on the first {pr['subsets']} test subsets ({pr['entities']} "
@@ -336,12 +332,8 @@ def main() -> None:
         "prediction": prediction,
         "memory": memory,
         "wall_s": time.perf_counter() - start,
-        "machine": {
-            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads, "nice": os.nice(0),
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "accelerate": accelerate.__version__,
-            "cactus": cactus.__version__, "loadavg_start": load_start, "loadavg_end": loadavg(),
-        },
+        "machine": machine_info(nice=os.nice(0), accelerate=accelerate.__version__, loadavg_start=load_start,
+                                loadavg_end=loadavg()),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

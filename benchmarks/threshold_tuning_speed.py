@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -21,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import scipy
 import sklearn
+from provenance import machine_info
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn import metrics as skm
 
-import cactus
 from cactus.cluster import best_index, tune_threshold
 from cactus.metrics import METRICS
 
@@ -61,16 +60,6 @@ def naive_scores(similarity: np.ndarray, labels: np.ndarray, grid: np.ndarray) -
         scores["precision"][g], scores["recall"][g] = precision, recall
         scores["f1"][g] = 2 * precision * recall / (precision + recall)
     return scores
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -131,17 +120,10 @@ def main() -> None:
         "max_abs_curve_difference": max_abs_diff,
         "best_threshold_all_subsets": curve.best_threshold,
         "best_score_all_subsets": curve.best_score,
-        "machine": {
-            "platform": platform.platform(),
-            "cpu": cpu_model(),
-            "cpu_count": os.cpu_count(),
+        "machine": machine_info(**{
             "load_average_1_5_15min_at_end": list(os.getloadavg()),  # other work on the machine slows both paths
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "scipy": scipy.__version__,
-            "scikit-learn": sklearn.__version__,
-            "cactus": cactus.__version__,
-        },
+            "numpy": np.__version__, "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
+        }),
     }
     print(json.dumps(result, indent=2))
 

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
-import torch
-import transformers
+from provenance import machine_info
 
-import cactus
 from cactus import Cactus
 from cactus.data import read_subsets
+from cactus.encoder import ATTENTION_MODES
 from cactus.evaluate import evaluate_predictions
 from cactus.train import TrainingConfig
 
@@ -33,7 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default="data/benchmark")
     ap.add_argument("--family", default="clinc_mixed")
-    ap.add_argument("--attention", default="sia", choices=("nia", "fia", "sia"))
+    ap.add_argument("--attention", default="sia", choices=tuple(ATTENTION_MODES))
     ap.add_argument("--loss", default="augmented_triplet")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--max-steps", type=int, default=None)
@@ -73,9 +71,7 @@ def main() -> None:
         "train_seconds": train_seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "date": date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "transformers": transformers.__version__,
-                    "cactus": cactus.__version__},
+        "machine": machine_info(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")

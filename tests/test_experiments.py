@@ -1,4 +1,5 @@
-"""The experiment runner (benchmarks/experiments.py): configs, one record per run and seed, resuming, reports.
+"""The experiment runner (the package benchmarks/experiments/, run as benchmarks/experiments.py): configs, one record
+per run and seed, resuming, reports.
 
 Runs the real script in quick mode on a tiny random BERT and a small benchmark built from the shared data.
 """
@@ -15,10 +16,9 @@ import pytest
 from cactus.data.benchmarks import build_benchmarks
 
 from conftest import REPO, SHARED_DATA
+from experiments import CONFIGS, Experiment, RunSpec
 
 SCRIPT = REPO / "benchmarks" / "experiments.py"
-sys.path.insert(0, str(SCRIPT.parent))
-from experiments import CONFIGS, Experiment, RunSpec  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"benchmark raw data not found at {SHARED_DATA}")
 
@@ -207,7 +207,7 @@ def test_interpolated_runs_share_the_training_and_end_at_the_start(tiny_backbone
     import torch
 
     from cactus import Cactus
-    from experiments import interpolate_weights
+    from cactus.train import interpolate_weights
 
     families = ["clinc_intent"]
     build_benchmarks(SHARED_DATA, tmp_path / "bench", families=tuple(families), n_train=8, n_val=4, n_test=4,

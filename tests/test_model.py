@@ -252,3 +252,23 @@ def test_loading_a_trained_model_in_another_attention_mode_is_refused(tmp_path, 
     # the same mode, and an untrained encoder in any mode, load as asked
     assert Cactus.from_pretrained(tmp_path / "m", attention="sia", device="cpu").config.attention == "sia"
     assert Cactus.from_pretrained("default", attention="sia", device="cpu").config.attention == "sia"
+
+
+def test_the_cut_is_a_model_choice_saved_and_used_by_predict(tmp_path, examples, tiny_backbone):
+    from cactus.cluster import Cut, cut_cluster
+
+    adaptive = Cut("adaptive", "gap", (0.1, 0.8))
+    model = Cactus(backbone=tiny_backbone, cut=adaptive, device="cpu")  # no threshold needed
+    sims = model.similarities(examples)
+    for got, s in zip(model.predict(examples), sims):
+        np.testing.assert_array_equal(got, cut_cluster(s, adaptive, None))
+    with pytest.raises(ValueError, match="no threshold"):
+        model.predict(examples, cut=Cut())
+    choice = model.tune_cut(examples)
+    assert model.cut_ == choice.cut and model.threshold_ == choice.curve.best_threshold
+    model.save_pretrained(tmp_path / "m")
+    loaded = Cactus.from_pretrained(tmp_path / "m", device="cpu")
+    assert loaded.cut_ == model.cut_ and loaded.cut_choice_.rules == choice.rules
+    assert f"| cut | {model.cut_.describe()} |" in (tmp_path / "m" / "README.md").read_text()
+    for a, b in zip(model.predict(examples), loaded.predict(examples)):
+        np.testing.assert_array_equal(a, b)

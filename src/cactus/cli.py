@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cactus.cluster import DEFAULT_GRID, check_threshold, parse_objective
+from cactus.cluster import CRITERIA, CUTS, DEFAULT_GRID, Cut, check_threshold, parse_objective
+from cactus.cluster.cut import DEFAULT_BAND
 from cactus.data import SubsetFormatError, read_subsets, write_subsets
 from cactus.data.subsets import require_labels
 from cactus.encoder import ATTENTION_MODES
@@ -73,6 +74,14 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
         p.add_argument("--threshold", type=_threshold_arg, default=None, metavar="T",
                        help="override the model's threshold: clusters merge while their average cosine "
                             "similarity is at least T, in [-1, 1]")
+        p.add_argument("--cut", choices=list(CUTS), default=None,
+                       help=f"override the model's cut: {_choices_help(CUTS)} (default: the model's)")
+        p.add_argument("--cut-criterion", choices=list(CRITERIA), default=None,
+                       help=f"the adaptive cut's criterion: {_choices_help(CRITERIA)} (default: the model's, "
+                            "else silhouette)")
+        p.add_argument("--cut-band", type=_threshold_arg, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                       help="the thresholds whose cuts the adaptive cut chooses among (default: the model's, else "
+                            f"{DEFAULT_BAND[0]} {DEFAULT_BAND[1]})")
     p.add_argument("--max-tokens", type=int, default=None, metavar="K",
                    help="token limit per entity, special tokens included; longer texts are cut and counted "
                         "(default: the model's, 64 for a bare encoder)")
@@ -87,26 +96,32 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
 
 
-def _threshold_or_exit(model, args) -> float:
-    """The threshold a command clusters at: --threshold, else the model's own."""
-    if args.threshold is not None:
-        return args.threshold
-    if model.threshold_ is None:
-        raise SystemExit(f"error: --model {args.model} has no threshold; pass --threshold or tune one first "
-                         "with 'cactus tune-threshold'")
-    return model.threshold_
+def _cut_and_threshold(model, args) -> tuple[Cut, float | None]:
+    """How a command cuts: the model's cut and threshold, with --cut, --cut-criterion, --cut-band and --threshold
+    replacing their parts."""
+    own = model.cut_
+    cut = Cut(args.cut or own.rule, args.cut_criterion or own.criterion, tuple(args.cut_band or own.band))
+    threshold = args.threshold if args.threshold is not None else model.threshold_
+    if threshold is None and cut.rule == "threshold":
+        raise SystemExit(f"error: --model {args.model} has no threshold; pass --threshold (or --cut adaptive), or "
+                         "tune one first with 'cactus tune-threshold'")
+    return cut, threshold
+
+
+def _describe(cut: Cut, threshold: float | None) -> str:
+    return f"threshold {threshold:.3f}" if cut.rule == "threshold" else f"the {cut.describe()}"
 
 
 def cmd_predict(args) -> int:
     model = _load_model(args)
-    threshold = _threshold_or_exit(model, args)
+    cut, threshold = _cut_and_threshold(model, args)
     subsets = read_subsets(args.input)
     start = time.perf_counter()
-    preds = model.predict(subsets, threshold=threshold, progress=not args.quiet)
+    preds = model.predict(subsets, threshold=threshold, cut=cut, progress=not args.quiet)
     elapsed = time.perf_counter() - start
     write_subsets(args.output, [s.with_labels([int(c) for c in p]) for s, p in zip(subsets, preds)])
     n = sum(len(s) for s in subsets)
-    _say(args, f"clustered {len(subsets)} subsets ({n} entities) at threshold {threshold:.3f} in "
+    _say(args, f"clustered {len(subsets)} subsets ({n} entities) at {_describe(cut, threshold)} in "
                f"{elapsed:.1f} s ({n / elapsed:.0f} entities/s); wrote {args.output}")
     return 0
 
@@ -127,16 +142,17 @@ def cmd_evaluate(args) -> int:
             if p is None or len(p) != len(s):
                 raise SubsetFormatError("prediction has no labels or a different number of entities",
                                         source=args.predictions, subset_id=s.id)
-        threshold = None
+        threshold, cut = None, None
     else:
         model = _load_model(args)
-        threshold = _threshold_or_exit(model, args)
-        preds = model.predict(gold, threshold=threshold, progress=not args.quiet)
+        cut, threshold = _cut_and_threshold(model, args)
+        preds = model.predict(gold, threshold=threshold, cut=cut, progress=not args.quiet)
     report = evaluate_predictions(gold, preds)
     report["input"] = str(args.input)
     report["model"] = None if args.predictions else args.model
     report["predictions"] = args.predictions
     report["threshold"] = threshold
+    report["cut"] = cut.to_dict() if cut else None
     print(format_summary(report["summary"]))
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
@@ -153,17 +169,25 @@ def cmd_tune_threshold(args) -> int:
     if not (np.isfinite(args.grid).all() and step > 0 and start <= stop):
         raise SystemExit(f"error: --grid {start} {stop} {step}: needs START <= STOP and STEP > 0")
     grid = np.round(np.arange(start, stop + step / 2, step), 6)
-    curve = model.tune_threshold(subsets, grid=grid, progress=not args.quiet)
+    if args.choose_cut:
+        choice = model.tune_cut(subsets, grid=grid, progress=not args.quiet)
+        curve, record = choice.curve, choice.curve.to_dict() | {"cut_choice": choice.to_dict()}
+    else:
+        curve = model.tune_threshold(subsets, grid=grid, progress=not args.quiet)
+        record = curve.to_dict()
     scores = curve.scores_at_best()
     print(f"best threshold {curve.best_threshold:.3f}  {curve.objective} = {curve.best_score:.4f}  " +
           "  ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != curve.objective))
+    if args.choose_cut:
+        print(f"cut: {model.cut_.describe()}  {choice.objective} = {choice.best_score:.4f}")
     if args.curve:
         Path(args.curve).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.curve).write_text(json.dumps(curve.to_dict(), indent=2) + "\n")
+        Path(args.curve).write_text(json.dumps(record, indent=2) + "\n")
         _say(args, f"wrote the curve to {args.curve}")
     if args.save_to:
         model.save_pretrained(args.save_to)
-        _say(args, f"saved the model with threshold {curve.best_threshold:.3f} to {args.save_to}")
+        _say(args, f"saved the model with threshold {curve.best_threshold:.3f} and the cut "
+                   f"({model.cut_.describe()}) to {args.save_to}")
     return 0
 
 
@@ -325,6 +349,9 @@ def _add_tune_threshold(sub) -> None:
     grid = (float(DEFAULT_GRID[0]), float(DEFAULT_GRID[-1]), round(float(DEFAULT_GRID[1] - DEFAULT_GRID[0]), 6))
     p.add_argument("--grid", type=float, nargs=3, default=grid, metavar=("START", "STOP", "STEP"),
                    help="threshold grid, inclusive (default: %s %s %s)" % grid)
+    p.add_argument("--choose-cut", action="store_true",
+                   help="also choose between the threshold and the adaptive cut (criterion and band) by the same "
+                        "objective; --save-to then saves the chosen cut")
     p.add_argument("--curve", default=None, metavar="C.json", help="write the whole curve as JSON")
     p.add_argument("--save-to", default=None, metavar="DIR", help="save the model with the chosen threshold")
     _add_model_args(p, threshold=False)

@@ -50,7 +50,8 @@ class CactusConfig:
     """Everything that defines a model apart from its weights; saved as JSON beside them.
 
     `threshold` is the fitted threshold (`Cactus.threshold_` reads it); only `Cactus.adopt_threshold` writes it,
-    with its `threshold_provenance` (a `ThresholdProvenance.to_dict()`).
+    with its `threshold_provenance` (a `ThresholdProvenance.to_dict()`). `cut` is how `predict` cuts each subset's
+    dendrogram (`Cactus.cut_`): at that threshold, or adaptively per subset.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -59,6 +60,7 @@ class CactusConfig:
     threshold: float | None = None
     objective: str = "ami+ari"
     threshold_provenance: dict = field(default_factory=dict)
+    cut: dict = field(default_factory=lambda: {"rule": "threshold"})  # a `cactus.cluster.Cut.to_dict()`
     pooling: str = "mean"  # masked mean of the final hidden states, L2-normalised (the only pooling)
     loss: str | None = None  # the training loss, None for a pretrained encoder used as it is
     neutral: float | None = None  # s0 learned by the augmented triplet loss

@@ -20,7 +20,16 @@ from tqdm.auto import tqdm
 
 from cactus.version import __version__
 from cactus.atomic import recover_dir, replace_dir
-from cactus.cluster import ThresholdCurve, agglomerative_cluster, check_threshold, parse_objective, tune_threshold
+from cactus.cluster import (
+    Cut,
+    CutChoice,
+    ThresholdCurve,
+    check_threshold,
+    cut_cluster,
+    parse_objective,
+    tune_cut,
+    tune_threshold,
+)
 from cactus.config import (
     BACKBONE_DIR,
     CONFIG_NAME,
@@ -50,6 +59,8 @@ class Cactus:
         threshold: a threshold given by hand, in [-1, 1]: clusters merge while their average cosine similarity is at
             least this. It becomes `threshold_` (until a tuning replaces it); None = tune one with `fit`.
         objective: '+'-joined metrics that threshold tuning maximises (mean over subsets).
+        cut: how `predict` cuts each subset's dendrogram: a `cactus.cluster.Cut`, or its rule's name ("threshold",
+            "adaptive" with the default criterion and band); `tune_cut` can choose it on labelled subsets.
         batch_entities: entities encoded per forward pass (whole subsets are kept together).
         device: torch device; default cuda when available, else cpu.
 
@@ -57,6 +68,8 @@ class Cactus:
         threshold_: the threshold `predict` uses and `save_pretrained` saves; written only by `adopt_threshold`
             (which tuning, training and the default-model script all call). It lives in `config.threshold`.
         threshold_curve_: the `ThresholdCurve` of the last tuning, if any.
+        cut_: the `Cut` that `predict` uses (it lives in `config.cut`).
+        cut_choice_: the `CutChoice` of the last `tune_cut`, if any.
         n_truncated_: entities cut at `max_tokens` in the last `embed` call.
         training_summary_: what the trainer reported, after `fit` with a training config.
     """
@@ -68,11 +81,14 @@ class Cactus:
         max_tokens: int = 64,
         threshold: float | None = None,
         objective: str = "ami+ari",
+        cut: Cut | str = "threshold",
         batch_entities: int = 512,
         device: str | None = None,
     ):
         _check_params(attention, max_tokens, objective, batch_entities)
-        self.config = CactusConfig(str(backbone), attention, max_tokens, objective=objective)
+        cut = cut if isinstance(cut, Cut) else Cut(cut)
+        self.config = CactusConfig(str(backbone), attention, max_tokens, objective=objective, cut=cut.to_dict())
+        self.cut_choice_: CutChoice | None = None
         self.batch_entities = batch_entities
         self.device = _resolve_device(device)
         self.threshold_curve_: ThresholdCurve | None = None
@@ -88,6 +104,11 @@ class Cactus:
     def threshold_(self) -> float | None:
         """The fitted threshold (None until tuned or given); see `adopt_threshold`."""
         return self.config.threshold
+
+    @property
+    def cut_(self) -> Cut:
+        """How `predict` cuts each subset's dendrogram."""
+        return Cut.from_dict(self.config.cut)
 
     def adopt_threshold(self, choice: ThresholdCurve | float,
                         provenance: ThresholdProvenance | dict | None = None) -> None:
@@ -190,17 +211,27 @@ class Cactus:
         self.adopt_threshold(curve, ThresholdProvenance(subsets=len(subsets)))
         return curve
 
-    def predict(self, subsets: Sequence[Subset], threshold: float | None = None,
+    def tune_cut(self, subsets: Sequence[Subset], grid: np.ndarray | None = None,
+                 progress: bool = False) -> CutChoice:
+        """Tune the threshold on labelled `subsets`, then choose between it and the adaptive rules by the same
+        objective (`cactus.cluster.tune_cut`); adopt both and return the choice."""
+        require_labels(subsets, "cut tuning")
+        sims = self.similarities(subsets, progress=progress)
+        choice = tune_cut(sims, [s.labels for s in subsets], grid=grid, objective=self.config.objective)
+        self.adopt_threshold(choice.curve, ThresholdProvenance(subsets=len(subsets)))
+        self.config.cut = choice.cut.to_dict()
+        self.cut_choice_ = choice
+        return choice
+
+    def predict(self, subsets: Sequence[Subset], threshold: float | None = None, cut: Cut | None = None,
                 progress: bool = False) -> list[np.ndarray]:
-        """Cluster ids, one (n_i,) int array per subset, numbered by first appearance. `threshold` overrides the
-        model's `threshold_` for this call."""
-        if threshold is not None:
-            t = check_threshold(threshold)
-        elif self.threshold_ is not None:
-            t = self.threshold_
-        else:
+        """Cluster ids, one (n_i,) int array per subset, numbered by first appearance. `threshold` and `cut`
+        override the model's `threshold_` and `cut_` for this call."""
+        cut = cut or self.cut_
+        t = check_threshold(threshold) if threshold is not None else self.threshold_
+        if t is None and cut.rule == "threshold":
             raise ValueError("no threshold: tune one with fit() / tune_threshold(), or pass threshold=")
-        return [agglomerative_cluster(s, t) for s in self.similarities(subsets, progress=progress)]
+        return [cut_cluster(s, cut, t) for s in self.similarities(subsets, progress=progress)]
 
     # ---- persistence ---------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> None:
@@ -219,6 +250,7 @@ class Cactus:
                 "cactus_version": __version__,
                 "config": asdict(self.config),
                 "threshold_curve": self.threshold_curve_.to_dict() if self.threshold_curve_ else None,
+                "cut_choice": self.cut_choice_.to_dict() if self.cut_choice_ else None,
             }
             (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
             (tmp / "README.md").write_text(model_card(self.config, self.threshold_curve_))
@@ -237,9 +269,9 @@ class Cactus:
         constructor.
         """
         if path is None or str(path) == "default":
-            config, curve, folder = default_model_config(), None, None
+            config, curve, choice, folder = default_model_config(), None, None, None
         else:
-            config, curve = _read_model_folder(Path(path))
+            config, curve, choice = _read_model_folder(Path(path))
             folder = Path(path)
         where = folder or "the default model"
         if attention is not None and attention != config.attention and config.trained:
@@ -250,16 +282,17 @@ class Cactus:
             logger.warning("%s: trained with attention %r, now run with %r: its threshold was tuned for %r",
                            where, config.attention, attention, config.attention)
         config = replace(config, attention=attention or config.attention, max_tokens=max_tokens or config.max_tokens)
-        model = cls(config.backbone, config.attention, config.max_tokens, objective=config.objective, **kwargs)
+        model = cls(config.backbone, config.attention, config.max_tokens, objective=config.objective,
+                    cut=Cut.from_dict(config.cut), **kwargs)
         model.config = config
-        model.threshold_curve_ = curve
+        model.threshold_curve_, model.cut_choice_ = curve, choice
         if folder is not None:
             model._backbone_path = str(folder / BACKBONE_DIR)
         return model
 
 
-def _read_model_folder(path: Path) -> tuple[CactusConfig, ThresholdCurve | None]:
-    """The config and threshold curve saved in a model folder (recovering an interrupted save first)."""
+def _read_model_folder(path: Path) -> tuple[CactusConfig, ThresholdCurve | None, CutChoice | None]:
+    """The config, threshold curve and cut choice saved in a model folder (recovering an interrupted save first)."""
     recover_dir(path)
     cfg_file = path / CONFIG_NAME
     if not cfg_file.is_file():
@@ -271,7 +304,8 @@ def _read_model_folder(path: Path) -> tuple[CactusConfig, ThresholdCurve | None]
             f"({__version__}) reads ({SCHEMA_VERSION}); upgrade cactus"
         )
     curve = ThresholdCurve.from_dict(record["threshold_curve"]) if record.get("threshold_curve") else None
-    return CactusConfig.from_dict(record["config"], source=str(cfg_file)), curve
+    choice = CutChoice.from_dict(record["cut_choice"], curve) if record.get("cut_choice") else None
+    return CactusConfig.from_dict(record["config"], source=str(cfg_file)), curve, choice
 
 
 def _check_params(attention: str, max_tokens: int, objective: str, batch_entities: int) -> None:
@@ -309,6 +343,7 @@ def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
         f"| token limit per entity | {config.max_tokens} |",
         f"| threshold | {config.threshold} (clusters merge while their average cosine similarity is at least this) |",
         f"| threshold objective | {config.objective} |",
+        f"| cut | {Cut.from_dict(config.cut).describe()} |",
         f"| training loss | {config.loss or 'none: the pretrained encoder as it is'} |",
     ]
     if config.neutral is not None:

@@ -1,7 +1,10 @@
-"""Average-link agglomerative clustering at a similarity threshold, choosing that threshold; k-means and spectral
-clustering told the number of clusters, or choosing it by silhouette."""
+"""Average-link agglomerative clustering at a similarity threshold, choosing that threshold; cutting each subset's
+dendrogram adaptively instead, and choosing the cut; k-means and spectral clustering told the number of clusters, or
+choosing it by silhouette."""
 
 from cactus.cluster.agglomerative import SIMILARITY_DECIMALS, Dendrogram, agglomerative_cluster, check_threshold
+from cactus.cluster.cut import CRITERIA, CUTS, Cut, cut_cluster
+from cactus.cluster.cut_tuning import CutChoice, tune_cut
 from cactus.cluster.fixed_k import silhouette_cluster, spectral_cluster
 from cactus.cluster.kmeans import kmeans_cluster
 from cactus.cluster.threshold import (
@@ -14,6 +17,12 @@ from cactus.cluster.threshold import (
 )
 
 __all__ = [
+    "CRITERIA",
+    "CUTS",
+    "Cut",
+    "CutChoice",
+    "cut_cluster",
+    "tune_cut",
     "DEFAULT_GRID",
     "SIMILARITY_DECIMALS",
     "Dendrogram",

@@ -94,6 +94,7 @@ class Dendrogram:
 
     Attributes:
         n_entities: n.
+        rounded: (n, n) the similarities as clustered: symmetrised, clipped and rounded (diagonal 1).
         similarities: (n - 1,) average similarity of the two clusters joined by each merge, non-increasing.
         linkage: (n - 1, 4) scipy linkage matrix in input order: row m merges nodes linkage[m, 0] and linkage[m, 1]
             (ids < n are entities by input index, id n + m is the cluster formed by row m) at height
@@ -103,6 +104,7 @@ class Dendrogram:
     def __init__(self, similarity: np.ndarray):
         q = _quantise(similarity)
         n = self.n_entities = len(q)
+        self.rounded = q / _SCALE
         if n == 1:
             self.similarities, self.linkage = np.empty(0), np.empty((0, 4))
             return

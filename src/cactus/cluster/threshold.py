@@ -125,6 +125,29 @@ def _merge_prefix_sums(dendrogram: Dendrogram, codes: np.ndarray, emi_table: np.
     )
 
 
+def merge_prefix_scores(
+    dendrogram: Dendrogram, labels: Sequence[Hashable] | np.ndarray, prefixes: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Every metric of the partitions after `prefixes` merges of a subset's dendrogram (default: all, 0 .. n - 1).
+
+    Args:
+        dendrogram: the subset's `Dendrogram`.
+        labels: (n,) true cluster of each entity.
+        prefixes: (P,) merge counts, sorted and distinct.
+
+    Returns:
+        metric name -> (P,) scores.
+    """
+    codes = encode_labels(labels)
+    if len(codes) != dendrogram.n_entities:
+        raise ValueError(f"{len(codes)} labels for a {dendrogram.n_entities}-entity similarity matrix")
+    class_sizes = np.bincount(codes)
+    prefix = _merge_prefix_sums(dendrogram, codes, expected_mutual_info_table(class_sizes))
+    if prefixes is not None:
+        prefix = _take(prefix, prefixes)
+    return metrics_from_sums(class_sizes, prefix)
+
+
 def subset_threshold_scores(
     similarity: np.ndarray, labels: Sequence[Hashable] | np.ndarray, thresholds: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -139,13 +162,8 @@ def subset_threshold_scores(
         metric name -> (G,) scores.
     """
     dendrogram = Dendrogram(similarity)
-    codes = encode_labels(labels)
-    if len(codes) != dendrogram.n_entities:
-        raise ValueError(f"{len(codes)} labels for a {dendrogram.n_entities}-entity similarity matrix")
-    class_sizes = np.bincount(codes)
-    prefix = _merge_prefix_sums(dendrogram, codes, expected_mutual_info_table(class_sizes))
     reached, grid_to_reached = np.unique(dendrogram.merges_at(thresholds), return_inverse=True)
-    scores = metrics_from_sums(class_sizes, _take(prefix, reached))
+    scores = merge_prefix_scores(dendrogram, labels, reached)
     return {name: values[grid_to_reached.ravel()] for name, values in scores.items()}
 
 

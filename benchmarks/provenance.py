@@ -1,0 +1,38 @@
+"""The machine a benchmark ran on, as its record states it: one set of keys for every script in benchmarks/.
+
+Scripts run as `python benchmarks/<script>.py` (benchmarks/ first on the path) and tests import them with
+benchmarks/ on the path, so `from provenance import machine_info` works in both.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(**extra) -> dict:
+    """platform, cpu, cpu_count, torch_threads (torch's at the call), and the versions of Python, torch,
+    transformers and cactus; then `extra`, a script's own keys (settings that bear on speed, more versions, loads)."""
+    # torch loads here, not at import: a script that times something without torch calls this after its timing
+    import torch
+    import transformers
+
+    import cactus
+
+    return {
+        "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__,
+        "transformers": transformers.__version__, "cactus": cactus.__version__,
+    } | extra
