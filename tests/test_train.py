@@ -205,3 +205,17 @@ def test_killed_run_resumes_to_the_same_weights(tiny_backbone, data, tmp_path):
     b = load_file(killed / "checkpoint" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert without_time(read_log(killed)) == without_time(read_log(whole))
+
+
+def test_interpolate_weights_checks_its_arguments(tiny_backbone):
+    from cactus.train import interpolate_weights
+
+    a, b = (Cactus(backbone=tiny_backbone, device="cpu") for _ in range(2))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\], not 1.5"):
+        interpolate_weights(a, b, 1.5)
+    other = Cactus(device="cpu")  # the default encoder: another architecture
+    with pytest.raises(ValueError, match="different weights"):
+        interpolate_weights(a, other, 0.5)
+    before = [p.clone() for p in a.encoder.parameters()]
+    interpolate_weights(a, b, 1.0)  # w = 1 keeps the model as it is
+    assert all(torch.equal(p, q) for p, q in zip(before, a.encoder.parameters()))

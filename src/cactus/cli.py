@@ -94,6 +94,7 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
     p.add_argument("--batch-entities", type=int, default=512, metavar="E",
                    help="entities per forward pass; lower it to save memory (default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
+    _common(p)
 
 
 def _cut_and_threshold(model, args) -> tuple[Cut, float | None]:
@@ -284,6 +285,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
 
 
+def _command(sub, name: str, func, **texts) -> argparse.ArgumentParser:
+    """A subcommand `name` that runs `func(args)`; `texts` are its help and description."""
+    p = sub.add_parser(name, **texts)
+    p.set_defaults(func=func)
+    return p
+
+
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
     """One flag per `TrainingConfig` field (--max-steps for max_steps), with its help text and default; a flag left
     out keeps the --config file's value, else the field's default."""
@@ -302,7 +310,9 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
 
 
-def _add_training_args(p: argparse.ArgumentParser) -> None:
+def _add_training_args(p: argparse.ArgumentParser, train_help: str, val_help: str, val_required: bool) -> None:
+    p.add_argument("--train", required=True, metavar="T", help=train_help)
+    p.add_argument("--val", required=val_required, default=None, metavar="V", help=val_help)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder: training log, checkpoint, and the best model in DIR/best")
     p.add_argument("--config", default=None, metavar="CFG",
@@ -310,38 +320,35 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     _add_training_flags(p)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     _add_model_args(p, threshold=False)
-    _common(p)
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="cluster every subset of a file",
-                       description="Cluster every subset of IN and write the subsets with integer cluster ids as "
-                                   "'labels' (in input order) to OUT, in the format its suffix names.")
+    p = _command(sub, "predict", cmd_predict, help="cluster every subset of a file",
+                 description="Cluster every subset of IN and write the subsets with integer cluster ids as "
+                             "'labels' (in input order) to OUT, in the format its suffix names.")
     p.add_argument("input", metavar="IN", help="subsets to cluster (.jsonl, .csv or .parquet); labels ignored")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the predictions")
     _add_model_args(p)
-    _common(p)
-    p.set_defaults(func=cmd_predict)
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="score a model or a predictions file against labelled subsets",
-                       description="Print AMI, ARI, NMI, RI and best-match precision/recall/F1 (mean and 95%% "
-                                   "confidence interval over subsets) of a model's predictions on IN, or of "
-                                   "--predictions against IN.")
+    p = _command(sub, "evaluate", cmd_evaluate,
+                 help="score a model or a predictions file against labelled subsets",
+                 description="Print AMI, ARI, NMI, RI and best-match precision/recall/F1 (mean and 95%% "
+                             "confidence interval over subsets) of a model's predictions on IN, or of "
+                             "--predictions against IN.")
     p.add_argument("input", metavar="IN", help="labelled subsets (.jsonl, .csv or .parquet)")
     p.add_argument("--predictions", default=None, metavar="P",
                    help="score this predictions file instead of running a model")
     p.add_argument("--report", default=None, metavar="R.json", help="write the full report (per subset too)")
     _add_model_args(p)
-    _common(p)
-    p.set_defaults(func=cmd_evaluate)
 
 
 def _add_tune_threshold(sub) -> None:
-    p = sub.add_parser("tune-threshold", help="choose the clustering threshold on labelled validation subsets",
-                       description="Cluster IN at every threshold of a grid (one linkage per subset) and pick "
-                                   "the one that maximises the objective averaged over subsets.")
+    p = _command(sub, "tune-threshold", cmd_tune_threshold,
+                 help="choose the clustering threshold on labelled validation subsets",
+                 description="Cluster IN at every threshold of a grid (one linkage per subset) and pick "
+                             "the one that maximises the objective averaged over subsets.")
     p.add_argument("input", metavar="IN", help="labelled validation subsets")
     p.add_argument("--objective", type=_objective_arg, default="ami+ari",
                    help="'+'-joined metrics to maximise: ami, ari, nmi, ri, precision, recall, f1 "
@@ -355,36 +362,28 @@ def _add_tune_threshold(sub) -> None:
     p.add_argument("--curve", default=None, metavar="C.json", help="write the whole curve as JSON")
     p.add_argument("--save-to", default=None, metavar="DIR", help="save the model with the chosen threshold")
     _add_model_args(p, threshold=False)
-    _common(p)
-    p.set_defaults(func=cmd_tune_threshold)
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train the encoder on labelled subsets",
-                       description="Fine-tune the encoder on labelled training subsets; every validation tunes the "
-                                   "threshold and the best model is kept with it in OUT/best. Runs under "
-                                   "'torchrun --nproc_per_node K' unchanged.")
-    p.add_argument("--train", required=True, metavar="T", help="labelled training subsets")
-    p.add_argument("--val", required=True, metavar="V", help="labelled validation subsets")
+    p = _command(sub, "train", cmd_train, help="train the encoder on labelled subsets",
+                 description="Fine-tune the encoder on labelled training subsets; every validation tunes the "
+                             "threshold and the best model is kept with it in OUT/best. Runs under "
+                             "'torchrun --nproc_per_node K' unchanged.")
     p.add_argument("--pretrained-from", default=None, metavar="DIR",
                    help="start from this model folder (e.g. the OUT/best of 'cactus pretrain'), and its s0")
-    _add_training_args(p)
-    p.set_defaults(func=cmd_train)
+    _add_training_args(p, "labelled training subsets", "labelled validation subsets", val_required=True)
 
 
 def _add_pretrain(sub) -> None:
-    p = sub.add_parser("pretrain", help="self-supervised pretraining on synthetic clusterings",
-                       description="Pretrain the encoder on synthetic subsets made from the unique texts of T: each "
-                                   "cluster is copies of one seed text, changed by --augmentation. The paper "
-                                   "pretrained at --lr 1e-4.")
-    p.add_argument("--train", required=True, metavar="T", help="subsets whose texts form the pool (labels unused)")
-    p.add_argument("--val", default=None, metavar="V",
-                   help="labelled validation subsets (default: synthetic ones from the same pool)")
+    p = _command(sub, "pretrain", cmd_pretrain, help="self-supervised pretraining on synthetic clusterings",
+                 description="Pretrain the encoder on synthetic subsets made from the unique texts of T: each "
+                             "cluster is copies of one seed text, changed by --augmentation. The paper "
+                             "pretrained at --lr 1e-4.")
     p.add_argument("--subsets-per-epoch", type=int, default=8000, help="synthetic subsets per epoch (default: 8000)")
     p.add_argument("--augmentation", default="word_drop", choices=list(AUGMENTATIONS),
                    help="how a cluster's members are made from its seed text (default: word_drop, the paper's)")
-    _add_training_args(p)
-    p.set_defaults(func=cmd_pretrain)
+    _add_training_args(p, "subsets whose texts form the pool (labels unused)",
+                       "labelled validation subsets (default: synthetic ones from the same pool)", val_required=False)
 
 
 def _add_data(sub) -> None:
