@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -41,6 +42,7 @@ from cactus.metrics import partition_metrics
 FIVE = ("clinc_intent", "clinc_domain", "banking77", "amazon_category", "product_same")
 SIX = FIVE + ("clinc_mixed",)
 ADAPTIVE = {f"adaptive {c}": Cut("adaptive", c) for c in CRITERIA}
+LOO = "trained without the family (leave_one_out models)"
 
 
 class Embedded:
@@ -172,8 +174,9 @@ def _mean_ci(values: np.ndarray, picks: np.ndarray) -> dict:
 
 def markdown(record: dict) -> str:
     lines = ["# The cut: one stored threshold against per-subset adaptive cuts", "",
-             f"`{record['command']}` ({record['date']}; {record['test_subsets']} test subsets per family, "
-             f"{record['val_subsets']} validation subsets per family for thresholds and the tuned cut).", "",
+             "Commands: " + "; ".join(f"`{c}`" for c in record["commands"]) + f" ({record['date']}; "
+             f"{record['test_subsets']} test subsets per family, {record['val_subsets']} validation subsets per "
+             "family for thresholds and the tuned cut).", "",
              "Test AMI, mean over subsets with a 95% bootstrap interval. *stored t*: the model's one threshold (for "
              "the pretrained encoder left out of a family, tuned on the other families' validation subsets); "
              "*adaptive*: per subset, the best cut by the criterion among those at thresholds 0.05 to 0.7 (no "
@@ -203,6 +206,13 @@ def markdown(record: dict) -> str:
                       f"{r} {s:.2f} s ({s / result['predict_seconds']:+.1%} of predict)"
                       for r, s in result["cluster_seconds"].items()), ""]
     return "\n".join(lines)
+
+
+def loo_result(per_family: dict, embed_seconds: float) -> dict:
+    return {"about": "Each family is tested with the model trained on the other four of the five (SIA, augmented "
+                     "triplet, 250 steps: the leave_one_out experiment's models).",
+            "per_family": per_family, "summary": summary(per_family), "embed_seconds": embed_seconds,
+            "predict_seconds": None, "cluster_seconds": {}}
 
 
 def run_model(emb: Embedded, tests: dict, about: str) -> dict:
@@ -242,21 +252,28 @@ def main() -> None:
         loo[fam + " embed"] = emb.embed_seconds
     if loo:
         per_family = {f: v for f, v in loo.items() if not f.endswith(" embed")}
-        models["trained without the family (leave_one_out models)"] = {
-            "about": "Each family is tested with the model trained on the others (SIA, augmented triplet).",
-            "per_family": per_family, "summary": summary(per_family),
-            "embed_seconds": sum(v for f, v in loo.items() if f.endswith(" embed")), "predict_seconds": None,
-            "cluster_seconds": {}}
+        models[LOO] = loo_result(per_family, sum(v for f, v in loo.items() if f.endswith(" embed")))
     if args.trained:
         emb = Embedded(Cactus.from_pretrained(args.trained, device="cpu"), *sizes)
         stored = emb.model.threshold_
         models["trained on the five families (in distribution)"] = run_model(
             emb, {f: (stored, FIVE) for f in FIVE}, "The same model on the test subsets of the families it trained on.")
-    record = {"command": "python benchmarks/adaptive_cut.py " + " ".join(__import__("sys").argv[1:]),
-              "date": date.today().isoformat(), "val_subsets": args.val_subsets, "test_subsets": args.test_subsets,
-              "models": models, "machine": machine_info()}
+    command = "python benchmarks/adaptive_cut.py " + " ".join(sys.argv[1:])
+    record = {"commands": [command], "date": date.today().isoformat(), "val_subsets": args.val_subsets,
+              "test_subsets": args.test_subsets, "models": {}, "machine": machine_info()}
+    out = args.out.with_suffix(".json")
+    if out.exists():  # models measured by an earlier command (same subset counts) stay, unless measured again
+        earlier = json.loads(out.read_text())
+        if (earlier["val_subsets"], earlier["test_subsets"]) == (args.val_subsets, args.test_subsets):
+            record["commands"] = earlier["commands"] + record["commands"]
+            record["models"] = earlier["models"]
+    for name, result in models.items():
+        if name == LOO and name in record["models"]:  # left-out families measured by separate commands add up
+            result = loo_result(record["models"][name]["per_family"] | result["per_family"],
+                                record["models"][name]["embed_seconds"] + result["embed_seconds"])
+        record["models"][name] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    out.write_text(json.dumps(record, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(record))
     print(markdown(record))
 

@@ -231,9 +231,11 @@ def write_default(model: Cactus, pooled: ThresholdCurve, record: dict) -> None:
     model.adopt_threshold(pooled, ThresholdProvenance(
         subsets=sum(r["val_subsets"] for r in fams.values()),
         tuned_on=f"validation subsets of {', '.join(fams)} together", command=record["command"], date=record["date"]))
-    shipped = ("backbone", "attention", "max_tokens", "threshold", "objective", "threshold_provenance", "cut")
-    DEFAULT_MODEL_FILE.write_text(json.dumps({"config": {k: getattr(model.config, k) for k in shipped}}, indent=2)
-                                  + "\n")
+    shipped = ("backbone", "attention", "max_tokens", "threshold", "objective", "threshold_provenance")
+    meta = json.loads(DEFAULT_MODEL_FILE.read_text())  # the cut and its record come from benchmarks/adaptive_cut.py
+    meta["config"] = ({k: getattr(model.config, k) for k in shipped}
+                      | {k: meta["config"][k] for k in ("cut", "cut_provenance")})
+    DEFAULT_MODEL_FILE.write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote the default threshold {model.threshold_:.2f} to {DEFAULT_MODEL_FILE}")
 
 

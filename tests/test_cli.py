@@ -1,13 +1,24 @@
-"""The command line, run as a user runs it: the installed `cactus` script in a subprocess, on real files."""
+"""The command line, run as a user runs it: the installed `cactus` script in a subprocess, on real files.
+
+Error paths that stop before any model work run `cactus.cli.main` in this process (the same code, much faster to
+start); every exit code is also checked on the installed script in a subprocess.
+"""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from cactus.data import read_subsets
+from cactus.cli import EXIT_CODES, main
+from cactus.data import Subset, read_subsets, write_subsets
 from conftest import EXAMPLES, SHARED_DATA
 
 CACTUS = [shutil.which("cactus") or sys.executable, *([] if shutil.which("cactus") else ["-m", "cactus.cli"])]
@@ -25,14 +36,14 @@ def test_predict_writes_input_order_with_int_ids(tmp_path):
     proc = run("predict", EXAMPLES, "-o", out, "-q")
     assert proc.stderr == ""
     gold, pred = read_subsets(EXAMPLES), read_subsets(out)
-    assert [(s.id, s.texts) for s in pred] == [(s.id, s.texts) for s in gold]
-    assert all(isinstance(c, int) for s in pred for c in s.labels)
+    assert [(s.id, s.texts, s.labels) for s in pred] == [(s.id, s.texts, s.labels) for s in gold]  # labels kept
+    assert all(isinstance(c, int) for s in pred for c in s.cluster_ids)
 
 
 def test_predict_table_layout_and_evaluate_predictions(tmp_path):
     out = tmp_path / "pred.csv"
     run("predict", EXAMPLES, "-o", out, "-q")
-    assert out.read_text().splitlines()[0] == "subset_id,text,label"
+    assert out.read_text().splitlines()[0] == "subset_id,text,label,cluster_id"
     report = tmp_path / "r.json"
     proc = run("evaluate", EXAMPLES, "--predictions", out, "--report", report)
     assert "ami" in proc.stdout and "95% CI" in proc.stdout
@@ -56,8 +67,8 @@ def test_bad_input_names_subset_and_entity(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "texts": ["fine"]}\n{"id": "b", "texts": ["ok", ""]}\n')
     proc = run("predict", bad, "-o", tmp_path / "o.jsonl", ok=False)
-    assert proc.returncode == 2
-    assert "bad.jsonl:2, subset 'b', entity 1: text is empty" in proc.stderr
+    assert proc.returncode == 3
+    assert proc.stderr == f"error: {bad}:2, subset 'b', entity 1: text is empty\n"
     assert not (tmp_path / "o.jsonl").exists()
 
 
@@ -147,3 +158,320 @@ def test_training_flags_are_the_training_config_fields():
         flag = "--" + f.name.replace("_", "-")
         assert (flag in text) == f.metadata["cli"], flag
     assert "--no-restore-best" in text and TrainingConfig.help("anchor")[:40] in " ".join(text.split())
+
+
+# ---- every error one line, before any work ---------------------------------------------------------------------
+def cli(capsys, *args) -> tuple[int, str]:
+    """`cactus ARGS` in this process: (exit code, stderr)."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own exit
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def one_error(err: str, *parts: str) -> None:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and err.rstrip("\n").endswith(lines[0]), err
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+@pytest.fixture
+def gold(tmp_path) -> Path:
+    path = tmp_path / "gold.jsonl"
+    shutil.copy(EXAMPLES, path)
+    return path
+
+
+def test_output_equal_to_the_input_is_refused(capsys, gold, tmp_path):
+    before = gold.read_bytes()
+    code, err = cli(capsys, "predict", gold, "-o", gold)
+    assert code == 2 and gold.read_bytes() == before
+    one_error(err, f"-o {gold} is the input {gold}: writing there would destroy it")
+    code, err = cli(capsys, "predict", gold, "-o", tmp_path / "x" / ".." / "gold.jsonl")
+    assert code == 2 and gold.read_bytes() == before
+    code, err = cli(capsys, "evaluate", gold, "--predictions", gold, "--report", gold)
+    assert code == 2 and "--report" in err and gold.read_bytes() == before
+
+
+@pytest.mark.parametrize("where, message", [
+    ("folder", "is a folder; name a file"),
+    ("under_a_file", "is a file, not a folder"),
+    ("suffix", "unknown file type '.txt'"),
+    ("unwritable", "cannot write in"),
+])
+def test_an_output_that_cannot_be_written_is_refused_first(capsys, gold, tmp_path, where, message):
+    (tmp_path / "folder.jsonl").mkdir()
+    (tmp_path / "file").write_text("")
+    out = {"folder": tmp_path / "folder.jsonl", "under_a_file": tmp_path / "file" / "o.jsonl",
+           "suffix": tmp_path / "o.txt", "unwritable": Path("/proc/cactus-test/o.jsonl")}[where]
+    if where == "unwritable" and not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    code, err = cli(capsys, "predict", gold, "-o", out, "--model", tmp_path / "no-such-model")
+    assert code == 2  # the output is checked before the (missing) model
+    one_error(err, f"-o {out}", message)
+
+
+def test_report_curve_and_save_to_are_checked_first(capsys, gold, tmp_path):
+    (tmp_path / "dir").mkdir()
+    code, err = cli(capsys, "evaluate", gold, "--report", tmp_path / "dir", "--model", tmp_path / "nope")
+    assert code == 2
+    one_error(err, "--report", "is a folder")
+    code, err = cli(capsys, "tune-threshold", gold, "--curve", tmp_path / "dir", "--model", tmp_path / "nope")
+    assert code == 2
+    one_error(err, "--curve", "is a folder")
+    (tmp_path / "dir" / "notes.txt").write_text("mine")
+    code, err = cli(capsys, "tune-threshold", gold, "--save-to", tmp_path / "dir", "--model", tmp_path / "nope")
+    assert code == 2 and (tmp_path / "dir" / "notes.txt").exists()
+    one_error(err, "--save-to", "holds files but is no cactus model folder")
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--threshold", "nan"], 2, "--threshold must be a number in [-1, 1], got 'nan'"),
+    (["--threshold", "2"], 2, "--threshold must be a number in [-1, 1], got '2'"),
+    (["--threshold", "inf"], 2, "got 'inf'"),
+    (["--threshold", "-1.5"], 2, "got '-1.5'"),
+    (["--batch-entities", "0"], 2, "argument --batch-entities: must be a whole number >= 1, got '0'"),
+    (["--max-tokens", "1"], 2, "argument --max-tokens: must be a whole number >= 2, got '1'"),
+    (["--cut-band", "0.6", "0.2"], 2, "--cut-band: cut band: low 0.6 is above high 0.2"),
+    (["--model", "./no/such/model"], 4, "--model ./no/such/model: no such folder"),
+    (["--device", "gpu0"], 2, "'gpu0' is not a torch device"),
+])
+def test_bad_options_are_one_line_before_any_model_loads(capsys, gold, tmp_path, args, code, message):
+    got, err = cli(capsys, "predict", gold, "-o", tmp_path / "o.jsonl", *args)
+    assert got == code and not (tmp_path / "o.jsonl").exists()
+    one_error(err, message)
+
+
+def test_an_unavailable_gpu_is_refused(capsys, gold, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    code, err = cli(capsys, "predict", gold, "-o", tmp_path / "o.jsonl", "--device", "cuda")
+    assert code == 2
+    one_error(err, "device 'cuda': no CUDA GPU is available here")
+
+
+def test_threshold_extremes_are_taken_with_a_warning(capsys, caplog, gold, tmp_path):
+    code, _ = cli(capsys, "predict", gold, "-o", tmp_path / "o.jsonl", "--threshold", "-1", "-q")
+    assert code == 0 and "--threshold -1 puts all of each subset in one cluster" in caplog.text
+    assert all(set(s.cluster_ids) == {0} for s in read_subsets(tmp_path / "o.jsonl"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "0", "1", "0"], "--grid 0 1 0: needs START <= STOP and STEP > 0"),
+    (["--grid", "0", "5", "1"], "--grid 0 5 1: thresholds lie in [-1, 1]"),
+    (["--grid", "0", "1", "1e-9"], "over 100,000 thresholds"),
+    (["--objective", "bogus"], "unknown metric(s) ['bogus']"),
+])
+def test_tuning_options_are_checked_first(capsys, gold, args, message):
+    code, err = cli(capsys, "tune-threshold", gold, "--model", "./no-such-model", *args)
+    assert code == 2
+    one_error(err, message)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("latin1.jsonl", b'{"id": "a", "texts": ["caf\xe9"]}\n', "latin1.jsonl:1: not UTF-8 text: byte 0xe9"),
+    ("empty.jsonl", b"", "empty.jsonl: no subsets"),
+    ("header.csv", b"subset_id,text,label\n", "header.csv: no subsets"),
+    ("empty.parquet", b"", "empty.parquet: not a readable Parquet file"),
+    ("junk.parquet", b"\x00" * 64, "junk.parquet: not a readable Parquet file"),
+    ("quote.csv", b'subset_id,text\na,"unclosed\n', "quote.csv:2: malformed CSV"),
+    ("pretty.json", b'[\n  {"id": "a", "texts": ["x"]}\n]\n', "pretty.json: one JSON document"),
+    ("missing.jsonl", None, "missing.jsonl: no such file"),
+])
+def test_bad_input_files_are_one_line_data_errors(capsys, tmp_path, name, data, message):
+    if data is not None:
+        (tmp_path / name).write_bytes(data)
+    code, err = cli(capsys, "predict", tmp_path / name, "-o", tmp_path / "o.jsonl", "-q")
+    assert code == 3 and not (tmp_path / "o.jsonl").exists()
+    one_error(err, message)
+
+
+def test_a_byte_order_mark_is_fine(capsys, tmp_path):
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + EXAMPLES.read_bytes())
+    code, err = cli(capsys, "predict", tmp_path / "bom.jsonl", "-o", tmp_path / "o.jsonl", "-q")
+    assert code == 0, err
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, tiny_backbone) -> Path:
+    from cactus import Cactus
+
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    Cactus(backbone=tiny_backbone, threshold=0.5, device="cpu").save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: (m / "backbone" / "model.safetensors").write_bytes(b"garbage"), "not a readable safetensors file"),
+    (lambda m: (m / "cactus_config.json").write_text("{oops"), "cactus_config.json: not valid JSON"),
+    (lambda m: (m / "cactus_config.json").write_text('{"schema_version": 1}'), "missing key 'config'"),
+    (lambda m: (m / "cactus_config.json").write_text('{"config": {"colour": 1}}'), "unknown model config field"),
+    (lambda m: (m / "backbone" / "config.json").write_text('{"model_type": "nope"}'), "not a loadable encoder config"),
+])
+def test_a_damaged_model_folder_is_a_one_line_model_error(capsys, gold, tmp_path, tiny_model, damage, message):
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    damage(model)
+    code, err = cli(capsys, "predict", gold, "-o", tmp_path / "o.jsonl", "--model", model)
+    assert code == 4
+    one_error(err, str(model), message)
+
+
+def test_a_model_folder_whose_save_was_killed_is_recovered_by_the_cli(capsys, gold, tmp_path, tiny_model):
+    shutil.copytree(tiny_model, tmp_path / ".m.old")  # killed between replace_dir's two renames
+    code, err = cli(capsys, "predict", gold, "-o", tmp_path / "o.jsonl", "--model", tmp_path / "m", "-q")
+    assert code == 0, err
+    assert (tmp_path / "m" / "cactus_config.json").is_file() and not (tmp_path / ".m.old").exists()
+
+
+def test_predict_keeps_a_tables_rows_columns_and_id_types(capsys, tmp_path, tiny_model):
+    gold = read_subsets(EXAMPLES)
+    rows = [(k, s, i) for k, s in enumerate(gold) for i in range(len(s))]
+    rows = sorted(rows, key=lambda r: (r[2], r[0]))  # interleaved: every subset's first entity, then the second...
+    table = pd.DataFrame({"subset_id": [100 + k for k, _, _ in rows], "text": [s.texts[i] for _, s, i in rows],
+                          "label": [s.labels[i] for _, s, i in rows], "sku": [f"sku-{n}" for n in range(len(rows))]})
+    table.to_parquet(tmp_path / "in.parquet", index=False)
+    code, err = cli(capsys, "predict", tmp_path / "in.parquet", "-o", tmp_path / "out.parquet", "--model", tiny_model,
+                    "-q")
+    assert code == 0, err
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out.columns) == ["subset_id", "text", "label", "sku", "cluster_id"]
+    assert out[["subset_id", "text", "label", "sku"]].equals(table)  # rows, values and dtypes as they came in
+    assert out["subset_id"].dtype.kind == "i" and out["cluster_id"].dtype.kind == "i"
+
+
+def test_evaluate_matches_predictions_by_content(capsys, gold, tmp_path):
+    subsets = read_subsets(gold)
+    preds = [s.with_clusters([i % 2 for i in range(len(s))]) for s in subsets]
+    write_subsets(tmp_path / "in_order.jsonl", preds)
+    moved = [Subset(s.id, s.texts[::-1], cluster_ids=s.cluster_ids[::-1]) for s in preds[::-1]]
+    write_subsets(tmp_path / "moved.csv", moved)
+    reports = []
+    for name in ("in_order.jsonl", "moved.csv"):
+        code, err = cli(capsys, "evaluate", gold, "--predictions", tmp_path / name, "--report", tmp_path / "r.json")
+        assert code == 0, err
+        reports.append(json.loads((tmp_path / "r.json").read_text())["per_subset"])
+    assert reports[0] == reports[1]
+    assert "matched the entities of" in err
+    other = [Subset(s.id, [t + "!" for t in s.texts], cluster_ids=s.cluster_ids) for s in preds]
+    write_subsets(tmp_path / "other.jsonl", other)
+    code, err = cli(capsys, "evaluate", gold, "--predictions", tmp_path / "other.jsonl")
+    assert code == 3
+    one_error(err, f"other.jsonl, subset '{preds[0].id}': the predictions hold other texts")
+
+
+def train_args(out, backbone, *extra):
+    return ["train", "--train", EXAMPLES, "--val", EXAMPLES, "--out", out, "--model", backbone, "--attention", "sia",
+            "--max-steps", "1", "--batch-size", "2", "-q", *extra]
+
+
+def test_train_into_a_run_needs_resume_or_overwrite(capsys, tmp_path, tiny_backbone):
+    out = tmp_path / "run"
+    code, err = cli(capsys, *train_args(out, "./no-such-model", "--batch-size", "0"))
+    assert code == 2 and not out.exists()  # the training settings are checked before the model
+    one_error(err, "training config: batch_size must be")
+    code, err = cli(capsys, *train_args(out, tiny_backbone))
+    assert code == 0, err
+    best = (out / "best" / "cactus_config.json").read_bytes()
+    code, err = cli(capsys, *train_args(out, tiny_backbone))
+    assert code == 2 and (out / "best" / "cactus_config.json").read_bytes() == best
+    one_error(err, f"--out {out} holds a run (train_log.jsonl, checkpoint, best", "--resume", "--overwrite")
+    code, err = cli(capsys, *train_args(out, tiny_backbone, "--resume", "--overwrite"))
+    assert code == 2
+    one_error(err, "--resume and --overwrite: choose one")
+    (out / "notes.txt").write_text("mine")
+    code, err = cli(capsys, *train_args(out, tiny_backbone, "--overwrite", "--max-steps", "2"))
+    assert code == 0, err
+    assert json.loads((out / "checkpoint" / "trainer_state.json").read_text())["step"] == 2
+    assert (out / "notes.txt").exists()  # only the run's own files are replaced
+    (tmp_path / "file").write_text("")
+    code, err = cli(capsys, *train_args(tmp_path / "file", tiny_backbone))
+    assert code == 2
+    one_error(err, "is a file; name a folder")
+
+
+# ---- exit codes, on the installed script -------------------------------------------------------------------------
+def test_exit_codes_are_documented_in_help():
+    text = run("--help").stdout
+    for code in EXIT_CODES:
+        assert f"  {code} " in text
+
+
+def test_exit_code_per_kind_of_error(tmp_path, tiny_model):
+    """0 done, 2 usage, 3 data, 4 model; each error one line."""
+    shutil.copy(EXAMPLES, tmp_path / "in.jsonl")
+    (tmp_path / "bad.csv").write_bytes(b"subset_id,text\na,\xff\n")
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    (model / "backbone" / "model.safetensors").write_bytes(b"not weights")
+    for args, code, message in [
+        (["predict", tmp_path / "in.jsonl", "-o", tmp_path / "in.jsonl"], 2, "is the input"),
+        (["predict", tmp_path / "bad.csv", "-o", tmp_path / "o.jsonl"], 3, "bad.csv:2: not UTF-8 text"),
+        (["predict", tmp_path / "in.jsonl", "-o", tmp_path / "o.jsonl", "--model", model], 4, "safetensors"),
+    ]:
+        proc = run(*args, ok=False)
+        assert proc.returncode == code and "Traceback" not in proc.stderr
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+INTERNAL_ERROR = ("import sys, pyarrow.parquet as pq; pq.write_table = lambda *a, **k: 1 / 0; "
+                  "from cactus.cli import main; sys.exit(main())")
+
+
+def test_an_internal_error_is_one_line_with_the_debug_hint(tmp_path):
+    """A dependency failing unexpectedly (pyarrow made to divide by zero) is exit 1, one line; --debug shows where."""
+    args = ["predict", str(EXAMPLES), "-o", str(tmp_path / "o.parquet"), "-q"]
+    proc = subprocess.run([sys.executable, "-c", INTERNAL_ERROR, *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr == ("error: internal error: ZeroDivisionError: division by zero (run again with --debug to see "
+                           "where, and please report it)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing half-written left
+    proc = subprocess.run([sys.executable, "-c", INTERNAL_ERROR, *args, "--debug"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
+
+
+def limit_file_size() -> None:
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+
+def test_a_write_the_system_refuses_is_exit_5(tmp_path):
+    out = tmp_path / "o.jsonl"
+    proc = subprocess.run([*CACTUS, "predict", str(EXAMPLES), "-o", str(out), "-q"], capture_output=True, text=True,
+                          timeout=600, preexec_fn=limit_file_size)
+    assert proc.returncode == 5 and proc.stderr == f"error: cannot write {out}: File too large\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def drain(stream, into: bytearray) -> None:
+    while chunk := stream.read1(4096):
+        into.extend(chunk)
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    big = tmp_path / "big.jsonl"
+    write_subsets(big, [Subset(f"{s.id}-{k}", s.texts) for k in range(400) for s in read_subsets(EXAMPLES)])
+    for wait_for in ("", "encoding"):  # while starting (imports), and while working
+        proc = subprocess.Popen([*CACTUS, "predict", str(big), "-o", str(tmp_path / "o.jsonl")],
+                                stderr=subprocess.PIPE)
+        seen = bytearray()
+        reader = threading.Thread(target=drain, args=(proc.stderr, seen), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 300
+        while wait_for.encode() not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+        reader.join(timeout=10)
+        err = seen.decode(errors="replace")
+        assert "Traceback" not in err and err.rstrip().endswith("error: interrupted"), err
+        assert not (tmp_path / "o.jsonl").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".")]

@@ -1,6 +1,11 @@
+"""The readers and writers: the input/output contract of docs/io.md (field by field, error by error)."""
+
 import json
+import logging
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from cactus.data import Subset, SubsetFormatError, read_subsets, write_subsets
@@ -55,7 +60,9 @@ def test_extra_fields_are_kept(tmp_path):
         ({"id": "s5", "texts": []}, "subset 's5'", "'texts' is empty"),
         ({"id": "s6", "texts": ["a", "b"], "labels": [1, 2.5]}, "subset 's6', entity 1", "label must be"),
         ({"id": "s7", "texts": ["a", "b"], "entity_ids": ["x", "x"]}, "subset 's7', entity 1", "repeats entity 0"),
-        ({"id": 3, "texts": ["a"]}, "in.jsonl:2", "'id' must be a non-empty string"),
+        ({"id": 2.5, "texts": ["a"]}, "in.jsonl:2", "'id' must be a non-empty string or an integer"),
+        ({"id": "s9", "texts": ["a", "b"], "entity_ids": [1, "1"]}, "subset 's9', entity 1", "repeats entity 0"),
+        ({"id": "s10", "texts": ["a"], "cluster_ids": [0.5]}, "subset 's10', entity 0", "cluster_id must be"),
         ({"id": "s8", "texts": "a b"}, "subset 's8'", "'texts' must be a list"),
     ],
 )
@@ -114,3 +121,132 @@ def test_failed_write_keeps_old_file(tmp_path):
     with pytest.raises(SubsetFormatError, match="duplicate subset id"):
         write_subsets(path, [Subset("b", ["y"]), Subset("b", ["z"])])
     assert path.read_text() == before
+
+
+def test_predictions_keep_labels_every_field_and_id_types_in_jsonl(tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", [
+        json.dumps({"id": 7, "texts": ["p", "q"], "labels": ["x", "y"], "entity_ids": [10, 11], "query": {"k": [1]}}),
+        json.dumps({"id": "b", "texts": ["r"], "labels": [3], "score": 0.5}),
+    ])
+    subsets = read_subsets(path)
+    assert [s.id for s in subsets] == [7, "b"]
+    write_subsets(tmp_path / "out.jsonl", [s.with_clusters([0] * len(s)) for s in subsets])
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert lines == [
+        {"id": 7, "texts": ["p", "q"], "labels": ["x", "y"], "entity_ids": [10, 11], "cluster_ids": [0, 0],
+         "query": {"k": [1]}},
+        {"id": "b", "texts": ["r"], "labels": [3], "cluster_ids": [0], "score": 0.5},
+    ]
+
+
+def interleaved_table() -> pd.DataFrame:
+    return pd.DataFrame({"subset_id": [20, 10, 20, 10, 30], "text": ["b0", "a0", "b1", "a1", "c0"],
+                         "label": ["x", "y", "x", "z", "w"], "price": [1.5, 2.0, None, 4.25, 5.0],
+                         "in_stock": [True, False, True, True, False]})
+
+
+def test_parquet_predictions_keep_row_order_columns_and_types(tmp_path):
+    interleaved_table().to_parquet(tmp_path / "in.parquet", index=False)
+    subsets = read_subsets(tmp_path / "in.parquet")
+    assert [s.id for s in subsets] == [20, 10, 30]  # integers stay integers
+    write_subsets(tmp_path / "out.parquet", [s.with_clusters(list(range(len(s)))) for s in subsets])
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.column_names == ["subset_id", "text", "label", "price", "in_stock", "cluster_id"]
+    assert out.schema.field("subset_id").type == pa.int64() and out.schema.field("in_stock").type == pa.bool_()
+    rows = out.to_pylist()
+    assert [r["text"] for r in rows] == ["b0", "a0", "b1", "a1", "c0"]  # the input's row order
+    assert [r["price"] for r in rows] == [1.5, 2.0, None, 4.25, 5.0]
+    assert [r["label"] for r in rows] == ["x", "y", "x", "z", "w"]  # the truth is never overwritten
+    assert [r["cluster_id"] for r in rows] == [0, 0, 1, 1, 0]
+
+
+def test_csv_predictions_keep_row_order_and_every_cell(tmp_path):
+    interleaved_table().to_csv(tmp_path / "in.csv", index=False)
+    subsets = read_subsets(tmp_path / "in.csv")
+    write_subsets(tmp_path / "out.csv", [s.with_clusters([5] * len(s)) for s in subsets])
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "subset_id,text,label,price,in_stock,cluster_id"
+    assert [line.rsplit(",", 1)[0] for line in lines] == (tmp_path / "in.csv").read_text().splitlines()
+    write_subsets(tmp_path / "out.jsonl", subsets)  # a table's other columns become list fields
+    first = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
+    assert first == {"id": "20", "texts": ["b0", "b1"], "labels": ["x", "x"], "price": ["1.5", ""],
+                     "in_stock": ["True", "True"]}
+
+
+def test_mixed_label_types_warn_and_stay_apart(tmp_path, caplog):
+    path = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "m", "texts": ["a", "b"], "labels": [1, "1"]})])
+    with caplog.at_level(logging.WARNING):
+        (s,) = read_subsets(path)
+    assert s.labels == [1, "1"]
+    assert "in.jsonl:1, subset 'm': labels 1 and '1' print the same but differ in type" in caplog.text
+
+
+def test_a_parquet_column_of_mixed_types_is_written_as_text_with_a_warning(tmp_path, caplog):
+    subsets = [Subset("a", ["x"], [1]), Subset("b", ["y"], ["k"])]
+    with caplog.at_level(logging.WARNING):
+        write_subsets(tmp_path / "o.parquet", subsets)
+    assert "column 'label' holds values of types ['int', 'str']" in caplog.text
+    assert [s.labels for s in read_subsets(tmp_path / "o.parquet")] == [["1"], ["k"]]
+
+
+def test_a_subset_without_labels_in_a_labelled_table_reads_back_without_labels(tmp_path):
+    subsets = [Subset("a", ["x", "y"], ["k", "m"]), Subset("b", ["z"])]
+    for suffix in (".csv", ".parquet"):
+        write_subsets(tmp_path / f"o{suffix}", subsets)
+        assert [s.labels for s in read_subsets(tmp_path / f"o{suffix}")] == [["k", "m"], None]
+    pd.DataFrame({"subset_id": ["a", "a"], "text": ["x", "y"], "label": ["k", ""]}).to_csv(tmp_path / "p.csv",
+                                                                                          index=False)
+    with pytest.raises(SubsetFormatError, match=r"p.csv:3, subset 'a', entity 1: label is missing"):
+        read_subsets(tmp_path / "p.csv")
+
+
+def test_a_field_that_would_take_a_known_name_is_refused_before_writing(tmp_path):
+    pd.DataFrame({"subset_id": ["a"], "text": ["x"], "texts": ["clash"]}).to_csv(tmp_path / "t.csv", index=False)
+    subsets = read_subsets(tmp_path / "t.csv")
+    with pytest.raises(SubsetFormatError, match="field 'texts' has the name of one that a jsonl file"):
+        write_subsets(tmp_path / "o.jsonl", subsets)
+    assert not (tmp_path / "o.jsonl").exists()
+    write_subsets(tmp_path / "o.csv", subsets)  # fine in its own layout
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("bad.jsonl", b'{"id": "a", "texts": ["x"]}\n{"id": "b", "texts": ["caf\xe9"]}\n',
+     r"bad.jsonl:2: not UTF-8 text: byte 0xe9 at byte 27 of the line"),
+    ("bad.csv", b"subset_id,text\na,ok\nb,caf\xe9\n", r"bad.csv:3: not UTF-8 text: byte 0xe9"),
+    ("u16.jsonl", '{"id": "a", "texts": ["x"]}'.encode("utf-16"), "u16.jsonl: UTF-16 text: save it as UTF-8"),
+    ("empty.jsonl", b"", "empty.jsonl: no subsets: the file holds no data"),
+    ("blank.jsonl", b"\n  \n", "blank.jsonl: no subsets"),
+    ("header.csv", b"subset_id,text,label\n", "header.csv: no subsets"),
+    ("empty.csv", b"", "empty.csv: no subsets"),
+    ("empty.parquet", b"", "empty.parquet: not a readable Parquet file"),
+    ("junk.parquet", b"PAR1 this is not parquet PAR1", "junk.parquet: not a readable Parquet file"),
+    ("quote.csv", b'subset_id,text\na,"fine"\nb,"open quote\n', r"quote.csv:3: malformed CSV"),
+    ("quote2.csv", b'subset_id,text\na,"x"y\n', r"quote2.csv:2: malformed CSV"),
+    ("fields.csv", b"subset_id,text\na,x\nb,y,z\n", r"fields.csv:3: 3 fields, but the header has 2"),
+    ("dupcol.csv", b"subset_id,text,text\na,x,y\n", r"dupcol.csv:1: column 'text' appears twice"),
+    ("dupkey.jsonl", b'{"id": "a", "texts": ["x"], "texts": ["y"]}\n', r"dupkey.jsonl:1: field 'texts' appears twice"),
+    ("deep.jsonl", b"[" * 100000 + b"]" * 100000 + b"\n", r"deep.jsonl:1: JSON nested too deeply"),
+    ("surrogate.jsonl", b'{"id": "a", "texts": ["\\ud800"]}\n', r"surrogate.jsonl:1: a string holds an escaped lone"),
+    ("pretty.json", json.dumps([{"id": "a", "texts": ["x"]}], indent=2).encode(),
+     r"pretty.json: one JSON document .* JSON Lines, one subset object per line: convert it with  jq -c"),
+    ("list.jsonl", json.dumps([{"id": "a", "texts": ["x"]}]).encode(), r"list.jsonl: one JSON document"),
+    ("intid.csv", b"subset_id,text\n,x\n", r"intid.csv:2: 'subset_id' must be a non-empty string"),
+])
+def test_every_bad_file_is_one_clean_error(tmp_path, name, data, message):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(SubsetFormatError, match=message) as e:
+        read_subsets(tmp_path / name)
+    assert "\n" not in str(e.value)
+
+
+def test_a_byte_order_mark_is_dropped(tmp_path):
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps({"id": "a", "texts": ["x"]}).encode() + b"\n")
+    assert read_subsets(tmp_path / "bom.jsonl")[0].texts == ["x"]
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbfsubset_id,text\r\na,x\r\n")
+    assert read_subsets(tmp_path / "bom.csv")[0].texts == ["x"]
+
+
+def test_a_folder_is_no_input(tmp_path):
+    (tmp_path / "d.jsonl").mkdir()
+    with pytest.raises(SubsetFormatError, match="d.jsonl: is a folder"):
+        read_subsets(tmp_path / "d.jsonl")

@@ -272,3 +272,65 @@ def test_the_cut_is_a_model_choice_saved_and_used_by_predict(tmp_path, examples,
     assert f"| cut | {model.cut_.describe()} |" in (tmp_path / "m" / "README.md").read_text()
     for a, b in zip(model.predict(examples), loaded.predict(examples)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory, tiny_backbone):
+    folder = tmp_path_factory.mktemp("saved") / "m"
+    Cactus(backbone=tiny_backbone, threshold=0.5, device="cpu").save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: (m / "backbone" / "model.safetensors").write_bytes(b"garbage" * 9),
+     r"backbone/model.safetensors: not a readable safetensors file"),
+    (lambda m: (m / "backbone" / "model.safetensors").write_bytes((m / "backbone" / "model.safetensors")
+                                                                  .read_bytes()[:-100]),
+     r"backbone/model.safetensors: not a readable safetensors file"),
+    (lambda m: (m / "cactus_config.json").write_text('{"config": {'), r"cactus_config.json: not valid JSON"),
+    (lambda m: (m / "cactus_config.json").write_bytes(b"\xff\xfe"), r"cactus_config.json: not a JSON text"),
+    (lambda m: edit_config(m, lambda r: r.pop("config")), r"cactus_config.json: missing key 'config'"),
+    (lambda m: edit_config(m, lambda r: r["config"].update(colour="red")),
+     r"cactus_config.json: unknown model config field\(s\) \['colour'\]"),
+    (lambda m: edit_config(m, lambda r: r["config"].update(threshold="high")),
+     r"cactus_config.json: config field 'threshold' must be null or a number in \[-1, 1\], got 'high'"),
+    (lambda m: edit_config(m, lambda r: r["config"].update(attention="all")),
+     r"cactus_config.json: config field 'attention' must be one of nia, fia, sia"),
+    (lambda m: edit_config(m, lambda r: r["config"].update(cut={"rule": "sideways"})),
+     r"config field 'cut' must be a cut"),
+    (lambda m: edit_config(m, lambda r: r.update(threshold_curve={"thresholds": [0.1]})),
+     r"cactus_config.json: malformed 'threshold_curve'"),
+    (lambda m: edit_config(m, lambda r: r.update(schema_version="1")), r"'schema_version' must be an integer"),
+    (lambda m: (m / "backbone" / "config.json").write_text('{"model_type": "no-such-model"}'),
+     r"backbone/config.json: not a loadable encoder config"),
+    (lambda m: (m / "backbone" / "config.json").write_text("{"), r"backbone/config.json: not a loadable"),
+    (lambda m: __import__("shutil").rmtree(m / "backbone"), r"backbone: missing \(the model folder is incomplete\)"),
+])
+def test_a_damaged_model_folder_fails_when_loaded_naming_the_file(tmp_path, saved_tiny, damage, message):
+    import shutil
+
+    from cactus.config import ModelFormatError
+
+    folder = tmp_path / "m"
+    shutil.copytree(saved_tiny, folder)
+    damage(folder)
+    with pytest.raises(ModelFormatError, match=message) as e:
+        Cactus.from_pretrained(folder, device="cpu")
+    assert "\n" not in str(e.value)
+
+
+def edit_config(folder, change) -> None:
+    record = json.loads((folder / "cactus_config.json").read_text())
+    change(record)
+    (folder / "cactus_config.json").write_text(json.dumps(record))
+
+
+def test_a_threshold_given_to_predict_cuts_there_whatever_the_models_cut(examples, default_model):
+    from cactus.cluster import Cut, agglomerative_cluster
+
+    assert default_model.cut_.rule == "adaptive"  # the shipped default (see default_model.json)
+    sims = default_model.similarities(examples)
+    for got, s in zip(default_model.predict(examples, threshold=0.6), sims):
+        np.testing.assert_array_equal(got, agglomerative_cluster(s, 0.6))
+    adaptive = default_model.predict(examples, threshold=0.6, cut=Cut("adaptive"))  # the threshold as fallback
+    assert [len(p) for p in adaptive] == [len(s) for s in examples]

@@ -1,4 +1,9 @@
-"""The command line: a thin shell over `cactus.Cactus`, the readers and writers, and the benchmark builder."""
+"""The command line: a thin shell over `cactus.Cactus`, the readers and writers, and the benchmark builder.
+
+Every command checks its options and outputs, builds its model (reading only its config) and reads its inputs before
+it loads any weights or does any work; every error ends it with one line, `error: ...`, and an exit code by kind
+(`EXIT_CODES`; docs/io.md). `--debug` shows the traceback as well.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +11,81 @@ import argparse
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
+import traceback
 import typing
 from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
 
-from cactus.cluster import CRITERIA, CUTS, DEFAULT_GRID, Cut, check_threshold, parse_objective
-from cactus.cluster.cut import DEFAULT_BAND
-from cactus.data import SubsetFormatError, read_subsets, write_subsets
-from cactus.data.subsets import require_labels
-from cactus.encoder import ATTENTION_MODES
-from cactus.losses import LOSSES
-from cactus.selfsup import AUGMENTATIONS
-from cactus.train.config import TrainingConfig
-from cactus.version import __version__
+def _interrupted_while_starting(signum, frame) -> None:
+    os.write(2, b"error: interrupted\n")
+    os._exit(130)
+
+
+if __name__ == "__main__" or Path(sys.argv[0]).name == "cactus":
+    # Ctrl-C during the seconds the imports below take ends quietly too; main() hands Ctrl-C back to Python.
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import numpy as np  # noqa: E402
+
+from cactus.atomic import recover_dir, write_text  # noqa: E402
+from cactus.cluster import CRITERIA, CUTS, DEFAULT_GRID, Cut, check_threshold, parse_objective  # noqa: E402
+from cactus.cluster.cut import DEFAULT_BAND  # noqa: E402
+from cactus.config import CONFIG_NAME, ModelFormatError  # noqa: E402
+from cactus.data import SubsetFormatError, read_subsets, write_subsets  # noqa: E402
+from cactus.data.io import check_layout, layout_of  # noqa: E402
+from cactus.data.subsets import require_labels  # noqa: E402
+from cactus.data.tables import one_line  # noqa: E402
+from cactus.encoder import ATTENTION_MODES  # noqa: E402
+from cactus.losses import LOSSES  # noqa: E402
+from cactus.selfsup import AUGMENTATIONS  # noqa: E402
+from cactus.train.config import TrainingConfig  # noqa: E402
+from cactus.version import __version__  # noqa: E402
+
+logger = logging.getLogger("cactus")
 
 DEFAULT_DATA_DIR = "../shared/data"
+EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_MODEL, EXIT_IO, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
+EXIT_CODES = {
+    0: "done",
+    EXIT_INTERNAL: "internal error: a bug in cactus (--debug shows where; please report it)",
+    EXIT_USAGE: "usage: an option is wrong, or an output cannot or must not be written (checked before any work)",
+    EXIT_DATA: "data: an input file is missing, unreadable or malformed (the message names file, line, subset, "
+               "entity)",
+    EXIT_MODEL: "model: a model folder or encoder cannot be found or loaded",
+    EXIT_IO: "the system refused a write or a read while working (disk full, permissions)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); files already written are whole, no half-written file is left",
+}
+# What a training --out holds once a run has started there (the trainer's files).
+RUN_FILES = ("train_log.jsonl", "checkpoint", ".checkpoint.old", ".checkpoint.tmp", "best", "training_config.json",
+             "summary.json")
+
+
+class CommandError(Exception):
+    """An error the command line reports in one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a Hugging Face name ('name' or 'org/name')."""
+    return (name.startswith((".", "/", "~")) or name.endswith(("/", os.sep)) or name.count("/") > 1
+            or (os.sep != "/" and os.sep in name) or Path(name).is_absolute())
 
 
 def _load_model(args):
     """--model: a saved cactus folder, "default", or a bare Hugging Face encoder (then a threshold must be passed
-    unless the command tunes one). --attention and --max-tokens replace the model's own."""
+    unless the command tunes one). --attention and --max-tokens replace the model's own. Only the model's config is
+    read here (and its folder checked); the weights load later, in `_load_weights`."""
     import transformers
 
-    from cactus.config import CONFIG_NAME
     from cactus.encoder.backbone import DEFAULT_ALIASES
     from cactus.model import Cactus
 
@@ -40,11 +93,32 @@ def _load_model(args):
 
     common = {"batch_entities": args.batch_entities, "device": args.device}
     name = args.model
-    if name in DEFAULT_ALIASES or (Path(name) / CONFIG_NAME).is_file():
-        return Cactus.from_pretrained("default" if name in DEFAULT_ALIASES else name, attention=args.attention,
-                                      max_tokens=args.max_tokens,
-                                      allow_attention_change=args.allow_attention_change, **common)
-    return Cactus(backbone=name, attention=args.attention or "nia", max_tokens=args.max_tokens or 64, **common)
+    folder = Path(name)
+    if name not in DEFAULT_ALIASES:
+        recover_dir(folder)  # put back a model folder whose save was killed, before deciding what it is
+        if not folder.exists() and _looks_like_path(name):
+            raise CommandError(f"--model {name}: no such folder", EXIT_MODEL)
+        if folder.is_dir() and not (folder / CONFIG_NAME).is_file() and not (folder / "config.json").is_file():
+            raise CommandError(f"--model {name}: neither a cactus model folder (no {CONFIG_NAME}) nor an encoder "
+                               "folder (no config.json)", EXIT_MODEL)
+    try:
+        if name in DEFAULT_ALIASES or (folder / CONFIG_NAME).is_file():
+            return Cactus.from_pretrained("default" if name in DEFAULT_ALIASES else name, attention=args.attention,
+                                          max_tokens=args.max_tokens,
+                                          allow_attention_change=args.allow_attention_change, **common)
+        return Cactus(backbone=name, attention=args.attention or "nia", max_tokens=args.max_tokens or 64, **common)
+    except ModelFormatError as e:
+        raise CommandError(str(e), EXIT_MODEL) from None
+    except ValueError as e:  # the constructor's checks of --attention, --device and the like
+        raise CommandError(str(e), EXIT_USAGE) from None
+
+
+def _load_weights(model, args) -> None:
+    """Load the encoder now, so that a model that cannot load fails before any work, as a model error."""
+    try:
+        model.encoder
+    except Exception as e:  # transformers and safetensors raise many kinds for a damaged or absent encoder
+        raise CommandError(f"--model {args.model}: cannot load the encoder ({one_line(e)})", EXIT_MODEL) from None
 
 
 def _threshold_arg(text: str) -> float:
@@ -62,6 +136,20 @@ def _objective_arg(text: str) -> str:
     return text
 
 
+def _count_arg(least: int):
+    """An argparse type: a whole number >= `least`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _choices_help(choices: dict[str, str]) -> str:
     return "; ".join(f"{name} = {what}" for name, what in choices.items())
 
@@ -72,8 +160,9 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
                         "threshold), or any Hugging Face encoder name or folder (default: %(default)s)")
     if threshold:
         p.add_argument("--threshold", type=_threshold_arg, default=None, metavar="T",
-                       help="override the model's threshold: clusters merge while their average cosine "
-                            "similarity is at least T, in [-1, 1]")
+                       help="cut every subset at T: clusters merge while their average cosine similarity is at "
+                            "least T, in [-1, 1] (the threshold cut, unless --cut says otherwise; with --cut "
+                            "adaptive, T is its fallback)")
         p.add_argument("--cut", choices=list(CUTS), default=None,
                        help=f"override the model's cut: {_choices_help(CUTS)} (default: the model's)")
         p.add_argument("--cut-criterion", choices=list(CRITERIA), default=None,
@@ -82,7 +171,7 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
         p.add_argument("--cut-band", type=_threshold_arg, nargs=2, default=None, metavar=("LOW", "HIGH"),
                        help="the thresholds whose cuts the adaptive cut chooses among (default: the model's, else "
                             f"{DEFAULT_BAND[0]} {DEFAULT_BAND[1]})")
-    p.add_argument("--max-tokens", type=int, default=None, metavar="K",
+    p.add_argument("--max-tokens", type=_count_arg(2), default=None, metavar="K",
                    help="token limit per entity, special tokens included; longer texts are cut and counted "
                         "(default: the model's, 64 for a bare encoder)")
     p.add_argument("--attention", choices=list(ATTENTION_MODES), default=None,
@@ -91,7 +180,7 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
     p.add_argument("--allow-attention-change", action="store_true",
                    help="run a trained model with another --attention than it was trained with (it warns: its "
                         "weights and threshold were fitted for its own)")
-    p.add_argument("--batch-entities", type=int, default=512, metavar="E",
+    p.add_argument("--batch-entities", type=_count_arg(1), default=512, metavar="E",
                    help="entities per forward pass; lower it to save memory (default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
     _common(p)
@@ -101,11 +190,20 @@ def _cut_and_threshold(model, args) -> tuple[Cut, float | None]:
     """How a command cuts: the model's cut and threshold, with --cut, --cut-criterion, --cut-band and --threshold
     replacing their parts."""
     own = model.cut_
-    cut = Cut(args.cut or own.rule, args.cut_criterion or own.criterion, tuple(args.cut_band or own.band))
+    try:
+        # a threshold given by hand means: cut there, unless --cut says otherwise
+        rule = args.cut or ("threshold" if args.threshold is not None else own.rule)
+        cut = Cut(rule, args.cut_criterion or own.criterion, tuple(args.cut_band or own.band))
+    except ValueError as e:
+        raise CommandError(f"--cut-band: {e}") from None
     threshold = args.threshold if args.threshold is not None else model.threshold_
     if threshold is None and cut.rule == "threshold":
-        raise SystemExit(f"error: --model {args.model} has no threshold; pass --threshold (or --cut adaptive), or "
-                         "tune one first with 'cactus tune-threshold'")
+        where = "" if Path(args.model).exists() else " (no such folder here: taken as a Hugging Face encoder name)"
+        raise CommandError(f"--model {args.model}{where} has no threshold; pass --threshold (or --cut adaptive), or "
+                           "tune one first with 'cactus tune-threshold'")
+    if args.threshold in (-1.0, 1.0) and cut.rule == "threshold":
+        logger.warning("--threshold %g %s", args.threshold, "puts all of each subset in one cluster"
+                       if args.threshold == -1.0 else "leaves only identical texts together")
     return cut, threshold
 
 
@@ -113,40 +211,135 @@ def _describe(cut: Cut, threshold: float | None) -> str:
     return f"threshold {threshold:.3f}" if cut.rule == "threshold" else f"the {cut.describe()}"
 
 
+# ---- outputs, checked before any work ----------------------------------------------------------------------------
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """The nearest existing folder above `path` must be a folder that this process can create files in."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CommandError(f"{option} {path}: {parent} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cactus-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CommandError(f"{option} {path}: cannot write in {parent} ({e.strerror})") from None
+
+
+def _check_output_file(path: str | None, option: str, inputs=(), subsets: bool = False) -> None:
+    """Refuse an output file that is a folder, would overwrite an input, has no known suffix (`subsets`: a file of
+    subsets), or cannot be written where it is."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise CommandError(f"{option} {p}: is a folder; name a file")
+    for given in inputs:
+        if given is not None and _same_file(p, Path(given)):
+            raise CommandError(f"{option} {p} is the input {given}: writing there would destroy it; choose another "
+                               "file")
+    if subsets:
+        try:
+            layout_of(p)
+        except SubsetFormatError as e:
+            raise CommandError(f"{option} {p}: {e.reason}") from None
+    _check_writable(p, option)
+
+
+def _check_output_folder(path: str | None, option: str) -> None:
+    """Refuse a model folder output that is a file, or a folder with other things in it (saving replaces it
+    whole)."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CommandError(f"{option} {p}: is a file; name a folder")
+    if p.is_dir() and any(p.iterdir()) and not (p / CONFIG_NAME).is_file():
+        raise CommandError(f"{option} {p}: holds files but is no cactus model folder, and saving replaces it whole; "
+                           "name a new or empty folder")
+    _check_writable(p, option)
+
+
+def _check_run_folder(args) -> None:
+    """A training --out: not a file; a run already there needs --resume (continue) or --overwrite (replace)."""
+    out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise CommandError("--resume and --overwrite: choose one")
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out}: is a file; name a folder")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not (args.resume or args.overwrite):
+        raise CommandError(f"--out {out} holds a run ({', '.join(held)}); continue it with --resume, or replace it "
+                           "with --overwrite")
+    _check_writable(out / RUN_FILES[0], "--out")
+
+
+def _clear_run(out: Path) -> None:
+    """--overwrite: remove the previous run's files (and nothing else of the folder)."""
+    for name in RUN_FILES:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+
+
+def _grid(args) -> np.ndarray:
+    start, stop, step = args.grid
+    if not (np.isfinite(args.grid).all() and step > 0 and start <= stop):
+        raise CommandError(f"--grid {start:g} {stop:g} {step:g}: needs START <= STOP and STEP > 0")
+    if not (-1.0 <= start and stop <= 1.0):
+        raise CommandError(f"--grid {start:g} {stop:g} {step:g}: thresholds lie in [-1, 1]")
+    if (stop - start) / step > 100_000:
+        raise CommandError(f"--grid {start:g} {stop:g} {step:g}: over 100,000 thresholds; take a larger STEP")
+    return np.round(np.arange(start, stop + step / 2, step), 6)
+
+
+# ---- commands ----------------------------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
+    _check_output_file(args.output, "-o", inputs=[args.input], subsets=True)
     model = _load_model(args)
     cut, threshold = _cut_and_threshold(model, args)
     subsets = read_subsets(args.input)
+    check_layout(subsets, args.output)
+    _load_weights(model, args)
     start = time.perf_counter()
     preds = model.predict(subsets, threshold=threshold, cut=cut, progress=not args.quiet)
     elapsed = time.perf_counter() - start
-    write_subsets(args.output, [s.with_labels([int(c) for c in p]) for s, p in zip(subsets, preds)])
+    write_subsets(args.output, [s.with_clusters([int(c) for c in p]) for s, p in zip(subsets, preds)])
     n = sum(len(s) for s in subsets)
     _say(args, f"clustered {len(subsets)} subsets ({n} entities) at {_describe(cut, threshold)} in "
-               f"{elapsed:.1f} s ({n / elapsed:.0f} entities/s); wrote {args.output}")
+               f"{elapsed:.1f} s ({n / max(elapsed, 1e-9):.0f} entities/s); wrote {args.output}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from cactus.evaluate import evaluate_predictions, format_summary
+    from cactus.evaluate import evaluate_predictions, format_summary, match_predictions
 
-    gold = read_subsets(args.input)
-    require_labels(gold, "evaluation")
+    _check_output_file(args.report, "--report", inputs=[args.input, args.predictions])
+    threshold, cut = None, None
     if args.predictions:
-        pred_subsets = {s.id: s for s in read_subsets(args.predictions)}
-        missing = [s.id for s in gold if s.id not in pred_subsets]
-        if missing:
-            raise SubsetFormatError(f"no prediction for {len(missing)} subsets", source=args.predictions,
-                                    subset_id=missing[0])
-        preds = [pred_subsets[s.id].labels for s in gold]
-        for s, p in zip(gold, preds):
-            if p is None or len(p) != len(s):
-                raise SubsetFormatError("prediction has no labels or a different number of entities",
-                                        source=args.predictions, subset_id=s.id)
-        threshold, cut = None, None
+        gold = read_subsets(args.input)
+        require_labels(gold, "evaluation")
+        preds, reordered = match_predictions(gold, read_subsets(args.predictions), source=args.predictions)
+        if reordered:
+            _say(args, f"matched the entities of {reordered} subsets by content (they were in another order)")
     else:
         model = _load_model(args)
         cut, threshold = _cut_and_threshold(model, args)
+        gold = read_subsets(args.input)
+        require_labels(gold, "evaluation")
+        _load_weights(model, args)
         preds = model.predict(gold, threshold=threshold, cut=cut, progress=not args.quiet)
     report = evaluate_predictions(gold, preds)
     report["input"] = str(args.input)
@@ -156,20 +349,20 @@ def cmd_evaluate(args) -> int:
     report["cut"] = cut.to_dict() if cut else None
     print(format_summary(report["summary"]))
     if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        write_text(args.report, json.dumps(report, indent=2) + "\n")
         _say(args, f"wrote {args.report}")
     return 0
 
 
 def cmd_tune_threshold(args) -> int:
+    grid = _grid(args)
+    _check_output_file(args.curve, "--curve", inputs=[args.input])
+    _check_output_folder(args.save_to, "--save-to")
     model = _load_model(args)
     model.config.objective = args.objective
     subsets = read_subsets(args.input)
-    start, stop, step = args.grid
-    if not (np.isfinite(args.grid).all() and step > 0 and start <= stop):
-        raise SystemExit(f"error: --grid {start} {stop} {step}: needs START <= STOP and STEP > 0")
-    grid = np.round(np.arange(start, stop + step / 2, step), 6)
+    require_labels(subsets, "threshold tuning")
+    _load_weights(model, args)
     if args.choose_cut:
         choice = model.tune_cut(subsets, grid=grid, progress=not args.quiet)
         curve, record = choice.curve, choice.curve.to_dict() | {"cut_choice": choice.to_dict()}
@@ -182,8 +375,7 @@ def cmd_tune_threshold(args) -> int:
     if args.choose_cut:
         print(f"cut: {model.cut_.describe()}  {choice.objective} = {choice.best_score:.4f}")
     if args.curve:
-        Path(args.curve).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.curve).write_text(json.dumps(record, indent=2) + "\n")
+        write_text(args.curve, json.dumps(record, indent=2) + "\n")
         _say(args, f"wrote the curve to {args.curve}")
     if args.save_to:
         model.save_pretrained(args.save_to)
@@ -192,20 +384,30 @@ def cmd_tune_threshold(args) -> int:
     return 0
 
 
-def _training_config(args, **overrides):
-    """The training config: defaults, then the --config file (JSON or YAML), then the flags given."""
-    record: dict = {}
-    if args.config:
-        path = Path(args.config)
-        text = path.read_text()
+def _config_file(path: Path) -> dict:
+    """The --config file's mapping of field to value."""
+    try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
             record = yaml.safe_load(text) or {}
         else:
             record = json.loads(text)
-        if not isinstance(record, dict):
-            raise SystemExit(f"error: {path}: a training config must be a mapping of field to value")
+    except FileNotFoundError:
+        raise CommandError(f"--config {path}: no such file") from None
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, or not JSON
+        raise CommandError(f"--config {path}: {one_line(e)}") from None
+    except Exception as e:  # yaml's errors are its own kind
+        raise CommandError(f"--config {path}: not valid YAML ({one_line(e)})") from None
+    if not isinstance(record, dict):
+        raise CommandError(f"--config {path}: a training config must be a mapping of field to value")
+    return record
+
+
+def _training_config(args, **overrides):
+    """The training config: defaults, then the --config file (JSON or YAML), then the flags given."""
+    record: dict = _config_file(Path(args.config)) if args.config else {}
     record.update({f.name: getattr(args, f.name) for f in fields(TrainingConfig)
                    if f.metadata["cli"] and getattr(args, f.name) is not None})
     record.update(overrides)
@@ -213,20 +415,23 @@ def _training_config(args, **overrides):
     try:
         return TrainingConfig.from_dict(record)
     except (TypeError, ValueError) as e:
-        raise SystemExit(f"error: training config: {e}") from None
+        raise CommandError(f"training config: {e}") from None
 
 
 def cmd_train(args) -> int:
+    _check_run_folder(args)
+    config = _training_config(args)
     if args.pretrained_from:
         args.model = args.pretrained_from
     model = _load_model(args)
-    overrides = {}
     if args.pretrained_from and model.config.neutral is not None and args.loss in (None, "augmented_triplet"):
-        overrides["init_neutral"] = model.config.neutral  # continue from the s0 that pretraining reached
-    config = _training_config(args, **overrides)
+        config = _training_config(args, init_neutral=model.config.neutral)  # continue from pretraining's s0
     train, val = read_subsets(args.train), read_subsets(args.val)
     require_labels(train, "training")
     require_labels(val, "validation")
+    _load_weights(model, args)
+    if args.overwrite and _main_process():
+        _clear_run(Path(args.out))
     model.fit(train, val, config=config, output_dir=args.out, resume=args.resume)
     summary = model.training_summary_
     if _main_process():
@@ -240,12 +445,16 @@ def cmd_pretrain(args) -> int:
     from cactus.selfsup import unique_texts
     from cactus.train import Trainer
 
-    model = _load_model(args)
+    _check_run_folder(args)
     config = _training_config(args)
+    model = _load_model(args)
     pool = unique_texts(read_subsets(args.train))
     val = read_subsets(args.val) if args.val else None
     if val is not None:
         require_labels(val, "validation")
+    _load_weights(model, args)
+    if args.overwrite and _main_process():
+        _clear_run(Path(args.out))
     summary = Trainer(model, config, args.out).pretrain(pool, args.subsets_per_epoch, val_subsets=val,
                                                         augmentation=args.augmentation, resume=args.resume)
     if _main_process():
@@ -262,7 +471,10 @@ def cmd_data_build(args) -> int:
     families = args.families or list(FAMILIES)
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
-        raise SystemExit(f"error: unknown families {unknown}; choose from {list(FAMILIES)}")
+        raise CommandError(f"unknown families {unknown}; choose from {list(FAMILIES)}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CommandError(f"--out {args.out}: is a file; name a folder")
+    _check_writable(Path(args.out) / "x", "--out")
     stats = build_benchmarks(args.data_dir, args.out, families=families, seed=args.seed, n_train=args.n_train,
                              n_val=args.n_val, n_test=args.n_test, progress=not args.quiet)
     print(format_stats(stats))
@@ -283,6 +495,9 @@ def _say(args, msg: str) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+    # SUPPRESS: a subcommand's default must not undo `cactus --debug COMMAND`
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="on an error, show the traceback too")
 
 
 def _command(sub, name: str, func, **texts) -> argparse.ArgumentParser:
@@ -319,13 +534,17 @@ def _add_training_args(p: argparse.ArgumentParser, train_help: str, val_help: st
                    help="training config file (.json, .yaml) with TrainingConfig fields; flags override it")
     _add_training_flags(p)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out that holds a run, removing that run's log, checkpoint and best "
+                        "model (without it, or --resume, such an --out is refused)")
     _add_model_args(p, threshold=False)
 
 
 def _add_predict(sub) -> None:
     p = _command(sub, "predict", cmd_predict, help="cluster every subset of a file",
-                 description="Cluster every subset of IN and write the subsets with integer cluster ids as "
-                             "'labels' (in input order) to OUT, in the format its suffix names.")
+                 description="Cluster every subset of IN and write it to OUT, in the format its suffix names: "
+                             "every input field kept, rows in input order, and the integer cluster ids added as "
+                             "'cluster_ids' (JSONL) or a 'cluster_id' column (CSV, Parquet).")
     p.add_argument("input", metavar="IN", help="subsets to cluster (.jsonl, .csv or .parquet); labels ignored")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the predictions")
     _add_model_args(p)
@@ -403,26 +622,65 @@ def _add_data(sub) -> None:
     b.set_defaults(func=cmd_data_build)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Option errors in one line, with the usage exit code."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    codes = "\n".join(f"  {code:<4} {what}" for code, what in EXIT_CODES.items())
+    parser = _Parser(
         prog="cactus", description="Context-aware supervised clustering of entity subsets.",
-        epilog="Subsets are JSONL (one {\"id\", \"texts\", \"labels\"} object per line) or a long CSV/Parquet "
-               "table with columns subset_id, text, label.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Subsets are JSONL (one {\"id\", \"texts\", \"labels\"} object per line) or a long CSV/Parquet table\n"
+               "with columns subset_id, text, label. Predictions keep every input field and row order and add\n"
+               "'cluster_ids' (a 'cluster_id' column); see docs/io.md.\n\n"
+               f"Every error is one line 'error: ...'. Exit codes:\n{codes}")
     parser.add_argument("--version", action="version", version=f"cactus {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_data):
         add(sub)
     return parser
 
 
+def _error_line(error: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message of an error that ended a command."""
+    if isinstance(error, CommandError):
+        return error.code, str(error)
+    if isinstance(error, (SubsetFormatError, FileNotFoundError)):
+        return EXIT_DATA, str(error)
+    if isinstance(error, ModelFormatError):
+        return EXIT_MODEL, str(error)
+    if isinstance(error, ValueError):  # the library's checks of its arguments
+        return EXIT_USAGE, str(error)
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename and str(error.filename) not in str(error.strerror) else ""
+        return EXIT_IO, f"{where}{error.strerror or error}"
+    return EXIT_INTERNAL, (f"internal error: {type(error).__name__}: {error} (run again with --debug to see where, "
+                           "and please report it)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C unwinds and cleans up
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return args.func(args)
-    except (SubsetFormatError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        code, message = _error_line(e)
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

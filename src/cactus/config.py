@@ -18,6 +18,10 @@ SCHEMA_VERSION = 1
 DEFAULT_MODEL_FILE = "default_model.json"  # in the package: the shipped default's config
 
 
+class ModelFormatError(ValueError):
+    """A model folder that cannot be loaded: the message names the file and what is wrong with it."""
+
+
 @dataclass
 class ThresholdProvenance:
     """Where a model's threshold came from; one schema whoever chose it (saved in `CactusConfig`).
@@ -61,6 +65,7 @@ class CactusConfig:
     objective: str = "ami+ari"
     threshold_provenance: dict = field(default_factory=dict)
     cut: dict = field(default_factory=lambda: {"rule": "threshold"})  # a `cactus.cluster.Cut.to_dict()`
+    cut_provenance: dict = field(default_factory=dict)  # how the cut was chosen (tuning's score, or a benchmark)
     pooling: str = "mean"  # masked mean of the final hidden states, L2-normalised (the only pooling)
     loss: str | None = None  # the training loss, None for a pretrained encoder used as it is
     neutral: float | None = None  # s0 learned by the augmented triplet loss
@@ -73,11 +78,50 @@ class CactusConfig:
 
     @classmethod
     def from_dict(cls, record: dict, source: str = "config") -> "CactusConfig":
+        """The config saved as `record`; ModelFormatError naming `source` and the field when it is not one."""
+        if not isinstance(record, dict):
+            raise ModelFormatError(f"{source}: 'config' must be an object, got {type(record).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(record) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown model config field(s) {unknown}")
-        return cls(**record)
+            raise ModelFormatError(f"{source}: unknown model config field(s) {unknown}")
+        config = cls(**record)
+        for name, value in asdict(config).items():
+            problem = _field_problem(name, value)
+            if problem:
+                raise ModelFormatError(f"{source}: config field {name!r} {problem}, got {value!r}")
+        return config
+
+
+def _field_problem(name: str, value) -> str | None:
+    """What is wrong with a loaded config field's value (None when nothing is)."""
+    from cactus.cluster import Cut, check_threshold, parse_objective
+    from cactus.encoder import ATTENTION_MODES
+    from cactus.losses import LOSSES
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    checks = {
+        "backbone": (lambda v: isinstance(v, str) and v != "", "must be a name or folder"),
+        "attention": (lambda v: v in ATTENTION_MODES, f"must be one of {', '.join(ATTENTION_MODES)}"),
+        "max_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "must be an integer >= 2"),
+        "threshold": (lambda v: v is None or (number(v) and check_threshold(v) is not None),
+                      "must be null or a number in [-1, 1]"),
+        "objective": (lambda v: isinstance(v, str) and parse_objective(v) is not None, "must be '+'-joined metrics"),
+        "threshold_provenance": (lambda v: isinstance(v, dict), "must be an object"),
+        "cut": (lambda v: isinstance(v, dict) and Cut.from_dict(v) is not None, "must be a cut (rule, criterion, band)"),
+        "cut_provenance": (lambda v: isinstance(v, dict), "must be an object"),
+        "pooling": (lambda v: v == "mean", "must be 'mean'"),
+        "loss": (lambda v: v is None or v in LOSSES, f"must be null or one of {', '.join(LOSSES)}"),
+        "neutral": (lambda v: v is None or number(v), "must be null or a number"),
+        "training": (lambda v: isinstance(v, dict), "must be an object"),
+    }
+    test, problem = checks[name]
+    try:
+        return None if test(value) else problem
+    except (TypeError, ValueError):
+        return problem
 
 
 def default_model_config() -> CactusConfig:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cactus.version import __version__
-from cactus.atomic import recover_dir, replace_dir
+from cactus.atomic import atomic_dir, recover_dir
 from cactus.cluster import (
     Cut,
     CutChoice,
@@ -35,6 +34,7 @@ from cactus.config import (
     CONFIG_NAME,
     SCHEMA_VERSION,
     CactusConfig,
+    ModelFormatError,
     ThresholdProvenance,
     default_model_config,
 )
@@ -220,14 +220,16 @@ class Cactus:
         choice = tune_cut(sims, [s.labels for s in subsets], grid=grid, objective=self.config.objective)
         self.adopt_threshold(choice.curve, ThresholdProvenance(subsets=len(subsets)))
         self.config.cut = choice.cut.to_dict()
+        self.config.cut_provenance = {"objective": choice.objective, "best_score": choice.best_score,
+                                      "subsets": len(subsets), "rules_tried": len(choice.rules)}
         self.cut_choice_ = choice
         return choice
 
     def predict(self, subsets: Sequence[Subset], threshold: float | None = None, cut: Cut | None = None,
                 progress: bool = False) -> list[np.ndarray]:
         """Cluster ids, one (n_i,) int array per subset, numbered by first appearance. `threshold` and `cut`
-        override the model's `threshold_` and `cut_` for this call."""
-        cut = cut or self.cut_
+        override the model's `threshold_` and `cut_` for this call; a `threshold` without a `cut` cuts there."""
+        cut = cut or (Cut() if threshold is not None else self.cut_)
         t = check_threshold(threshold) if threshold is not None else self.threshold_
         if t is None and cut.rule == "threshold":
             raise ValueError("no threshold: tune one with fit() / tune_threshold(), or pass threshold=")
@@ -235,14 +237,10 @@ class Cactus:
 
     # ---- persistence ---------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write the model to folder `path` (JSON config + backbone safetensors); an existing model is replaced
-        only once the new one is complete."""
+        """Write the model to folder `path` (JSON config + backbone safetensors) atomically (`cactus.atomic`): an
+        existing model is replaced only once the new one is complete and on disk."""
         self._load()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        recover_dir(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             self._encoder.backbone.save_pretrained(tmp / BACKBONE_DIR)
             self._tokenizer.save_pretrained(tmp / BACKBONE_DIR)
             record = {
@@ -254,9 +252,6 @@ class Cactus:
             }
             (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
             (tmp / "README.md").write_text(model_card(self.config, self.threshold_curve_))
-            replace_dir(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, *, attention: str | None = None,
@@ -292,20 +287,62 @@ class Cactus:
 
 
 def _read_model_folder(path: Path) -> tuple[CactusConfig, ThresholdCurve | None, CutChoice | None]:
-    """The config, threshold curve and cut choice saved in a model folder (recovering an interrupted save first)."""
+    """The config, threshold curve and cut choice saved in a model folder (recovering an interrupted save first).
+    A folder that is there but cannot be loaded raises ModelFormatError naming the file; its weights' header and its
+    encoder config are checked here, so that a damaged folder fails before any work."""
     recover_dir(path)
     cfg_file = path / CONFIG_NAME
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{path}: not a cactus model folder (no {CONFIG_NAME})")
-    record = json.loads(cfg_file.read_text())
-    if record.get("schema_version", 0) > SCHEMA_VERSION:
-        raise ValueError(
-            f"{cfg_file}: schema version {record['schema_version']} is newer than this cactus "
-            f"({__version__}) reads ({SCHEMA_VERSION}); upgrade cactus"
-        )
-    curve = ThresholdCurve.from_dict(record["threshold_curve"]) if record.get("threshold_curve") else None
-    choice = CutChoice.from_dict(record["cut_choice"], curve) if record.get("cut_choice") else None
-    return CactusConfig.from_dict(record["config"], source=str(cfg_file)), curve, choice
+    try:
+        record = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelFormatError(f"{cfg_file}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except (UnicodeDecodeError, RecursionError):
+        raise ModelFormatError(f"{cfg_file}: not a JSON text") from None
+    if not isinstance(record, dict) or "config" not in record:
+        raise ModelFormatError(f"{cfg_file}: missing key 'config' (not a cactus model config)")
+    version = record.get("schema_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFormatError(f"{cfg_file}: 'schema_version' must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ModelFormatError(f"{cfg_file}: schema version {version} is newer than this cactus ({__version__}) "
+                               f"reads ({SCHEMA_VERSION}); upgrade cactus")
+    config = CactusConfig.from_dict(record["config"], source=str(cfg_file))
+    try:
+        curve = ThresholdCurve.from_dict(record["threshold_curve"]) if record.get("threshold_curve") else None
+        choice = CutChoice.from_dict(record["cut_choice"], curve) if record.get("cut_choice") else None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ModelFormatError(f"{cfg_file}: malformed 'threshold_curve' or 'cut_choice' ({e!r})") from None
+    _check_backbone_folder(path / BACKBONE_DIR)
+    return config, curve, choice
+
+
+def _check_backbone_folder(folder: Path) -> None:
+    """ModelFormatError naming the file unless `folder` holds a loadable encoder config and readable safetensors
+    weights (only their headers are read: cheap)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    if not folder.is_dir():
+        raise ModelFormatError(f"{folder}: missing (the model folder is incomplete)")
+    try:
+        AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except Exception as e:  # transformers raises many kinds (OSError, ValueError, KeyError) for a bad config
+        raise ModelFormatError(f"{folder / 'config.json'}: not a loadable encoder config ({_one_line(e)})") from None
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise ModelFormatError(f"{folder}: no .safetensors weights")
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                f.keys()
+        except Exception as e:  # safetensors raises its own error type, or OSError
+            raise ModelFormatError(f"{file}: not a readable safetensors file ({_one_line(e)})") from None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _check_params(attention: str, max_tokens: int, objective: str, batch_entities: int) -> None:
@@ -348,6 +385,9 @@ def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
     ]
     if config.neutral is not None:
         lines.append(f"| neutral similarity s0 | {config.neutral:.4f} |")
+    if config.cut_provenance:
+        lines += ["", "## Cut", "", Cut.from_dict(config.cut).describe() + ".", "", "```json",
+                  json.dumps(config.cut_provenance, indent=2), "```"]
     if config.threshold_provenance:
         lines += ["", "## Threshold", "", "```json", json.dumps(config.threshold_provenance, indent=2), "```"]
     if curve is not None:

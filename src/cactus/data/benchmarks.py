@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 
 from cactus.version import __version__
+from cactus.atomic import write_text
 from cactus.data.io import write_subsets
 from cactus.data.sources import (
     AMAZON_CATEGORY_FILES,
@@ -507,7 +508,7 @@ def build_benchmarks(
         for split, subsets in splits.items():
             write_subsets(out_dir / family / f"{split}.jsonl", subsets)
         all_stats[family] = family_stats(splits)
-        (out_dir / family / "stats.json").write_text(json.dumps(all_stats[family], indent=2) + "\n", encoding="utf-8")
+        write_text(out_dir / family / "stats.json", json.dumps(all_stats[family], indent=2) + "\n")
         if progress:
             n_subsets = sum(map(len, splits.values()))
             print(f"{family}: {n_subsets} subsets in {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -521,6 +522,5 @@ def build_benchmarks(
         "sources": {f: {"sha256": _sha256(data_dir / f)} for f in files},
         "family_sources": {family: list(FAMILY_FILES[family]) for family in families},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return all_stats
