@@ -107,14 +107,19 @@ THRESHOLDS = [round(0.1 * i, 1) for i in range(10)]
 
 
 def in_forked_child() -> None:
-    """A forked child must not use the parent's thread pool, nor tqdm's lock, which is shared across the fork: a
-    child killed while holding it would leave this process waiting for it forever."""
+    """A forked child must not use the parent's thread pool, nor tqdm's locks: tqdm's write lock holds a
+    multiprocessing lock shared across the fork, and a child killed while holding it would leave this process
+    waiting for it forever. Every tqdm class (transformers' and ours are subclasses) gets a lock of the child's own."""
     import threading
 
-    from tqdm import tqdm
+    from tqdm.std import tqdm
 
     torch.set_num_threads(1)
-    tqdm.set_lock(threading.RLock())
+    classes = [tqdm]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        cls._lock = threading.RLock()
 
 
 def predict_loop(model, subsets, target, done):
@@ -164,7 +169,7 @@ def test_killed_at_random_the_previous_output_stays_whole(tmp_path, tiny_backbon
     model = Cactus(backbone=tiny_backbone, device="cpu")
     subsets = many(examples, 40)
     expected = {t: [p.tolist() for p in model.predict(subsets, threshold=t)] for t in THRESHOLDS}
-    done = multiprocessing.get_context("fork").Value("i", 0)
+    done = multiprocessing.get_context("fork").Value("i", 0, lock=False)  # no lock a killed child could hold
     runs = mid_write = 0
 
     for k in range(9):  # predict: the output file is always one whole earlier output
