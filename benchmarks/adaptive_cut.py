@@ -30,6 +30,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from experiments import FIVE, SIX
 from provenance import machine_info
 
 from cactus import Cactus
@@ -39,8 +40,6 @@ from cactus.cluster.threshold import merge_prefix_scores
 from cactus.data import read_subsets
 from cactus.metrics import partition_metrics
 
-FIVE = ("clinc_intent", "clinc_domain", "banking77", "amazon_category", "product_same")
-SIX = FIVE + ("clinc_mixed",)
 ADAPTIVE = {f"adaptive {c}": Cut("adaptive", c) for c in CRITERIA}
 LOO = "trained without the family (leave_one_out models)"
 

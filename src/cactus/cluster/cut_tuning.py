@@ -1,8 +1,8 @@
 """Choosing the cut on labelled subsets: one threshold, or the adaptive rule with its criterion and band.
 
-Every subset's dendrogram is built once. Its metrics after every prefix of merges (`merge_prefix_scores`) and each
-criterion's score of every cut are computed once too; a rule then only picks one cut per subset, so trying many
-rules costs a few array lookups each. The threshold is tuned first, as `tune_threshold` does (same grid, same tie
+Every subset's dendrogram and its metrics after every prefix of merges (`merge_prefix_scores`) are computed once; a
+rule then picks one cut per subset (`choose_cut`, as prediction does) and reads that cut's metrics, so no rule
+clusters or scores a subset again. The threshold is tuned first, as `tune_threshold` does (same grid, same tie
 rule); the adaptive candidates are the default band and bands centred on the tuned threshold. The rule with the best
 objective wins; the threshold rule wins ties (it is the simpler one).
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cactus.cluster.agglomerative import Dendrogram
-from cactus.cluster.cut import CRITERIA, DEFAULT_BAND, Cut, candidates, criterion_scores, pick
+from cactus.cluster.cut import CRITERIA, DEFAULT_BAND, Cut, choose_cut
 from cactus.cluster.threshold import ThresholdCurve, merge_prefix_scores, parse_objective, tune_threshold
 from cactus.metrics import METRICS
 
@@ -64,11 +64,7 @@ def rule_scores(dendrograms: Sequence[Dendrogram], prefix_scores: Sequence[dict[
     """Every metric's mean over subsets under `cut` (per-subset metrics of every cut precomputed)."""
     totals = dict.fromkeys(METRICS, 0.0)
     for dendrogram, scores in zip(dendrograms, prefix_scores):
-        if cut.rule == "threshold":
-            k = int(dendrogram.merges_at(threshold))
-        else:
-            chosen = pick(criterion_scores(dendrogram, cut.criterion, cut.band))
-            k = int(dendrogram.merges_at(threshold)) if chosen is None else chosen
+        k = choose_cut(dendrogram, cut, threshold)
         for name in METRICS:
             totals[name] += scores[name][k]
     return {name: total / len(dendrograms) for name, total in totals.items()}
