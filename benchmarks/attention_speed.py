@@ -45,9 +45,9 @@ LABELS = {**{mode: mode.upper() for mode in ATTENTION_MODES}, "fia_eager": "FIA 
 def subset_batch(tokenizer, n: int, seed: int = 0) -> SubsetBatch:
     """One subset of n entities of exactly TOKENS tokens: [CLS] + random word pieces + [SEP]."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1000, tokenizer.vocab_size, (1, n, TOKENS), generator=g)
-    ids[..., 0], ids[..., -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return SubsetBatch(ids, torch.ones_like(ids), torch.ones(1, n, dtype=torch.bool), 0)
+    ids = torch.randint(1000, tokenizer.vocab_size, (n, TOKENS), generator=g)
+    ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
+    return SubsetBatch.from_token_ids(ids.tolist(), [n])
 
 
 def runner(model, mode: str):

@@ -24,7 +24,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from provenance import machine_info
+from provenance import machine_info, write_record
 
 import cactus.config
 from cactus import Cactus
@@ -148,11 +148,7 @@ def main() -> None:
         "date": date.today().isoformat(),
         "machine": machine_info(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown_table(record))
-    plot_curves(record, out.with_suffix(".png"))
+    write_record(args.out, record, markdown_table(record), plot_curves)
     print(markdown_table(record))
     if args.write_default:
         write_default(model, pooled, record)

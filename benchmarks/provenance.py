@@ -36,3 +36,16 @@ def machine_info(**extra) -> dict:
         "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__,
         "transformers": transformers.__version__, "cactus": cactus.__version__,
     } | extra
+
+
+def write_record(stem: str | Path, record: dict, markdown: str, plot=None) -> None:
+    """A benchmark's record beside its report: <stem>.json, <stem>.md, and <stem>.png when `plot(record, path)` is
+    given; the folder is made if missing."""
+    import json
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown)
+    if plot is not None:
+        plot(record, stem.with_suffix(".png"))

@@ -16,7 +16,7 @@ entity) on subsets of one benchmark family (data/benchmark/<family>, built by `c
   round = entities / time of the call; reported: the median over rounds.
 - Ratios to NIA: the ratio of the medians.
 - Token positions: per phase, how many token positions the backbone runs in each mode over the timed batches (for
-  prediction, `predict`'s own batches from `Cactus.embedding_batches`), beside the real tokens.
+  prediction, `predict`'s own batches, `cactus.text.token_batches`), beside the real tokens.
 - Peak memory: every (phase, mode) in a fresh subprocess, after the same warm-up (so AdamW's state exists): release
   freed heap pages (malloc_trim), reset the kernel's peak-RSS mark (/proc/self/clear_refs), record VmRSS, run the
   first round's batches (training) or one predict call (prediction); "work" = VmHWM after - VmRSS before, the
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import itertools
 import json
 import os
 import statistics
@@ -53,7 +54,7 @@ from cactus import Cactus
 from cactus.data import read_subsets
 from cactus.encoder import ATTENTION_MODES
 from cactus.model import default_model_config
-from cactus.text import tokenize_subsets
+from cactus.text import token_batches, token_ids, tokenize_subsets
 from cactus.train import Trainer, TrainingConfig
 
 MODES = tuple(ATTENTION_MODES)
@@ -92,19 +93,18 @@ def prediction_model(mode: str) -> Cactus:
 
 
 def token_slots(tokenizer, groups, max_tokens: int) -> dict:
-    """Token positions the backbone runs over the batches `groups` (lists of subsets), per mode: NIA and SIA run every
-    real entity padded to the batch's longest entity (E x L; SIA adds one summary key per entity), FIA one packed
-    sequence per subset padded to the batch's longest subset (B x T); "real" counts the tokens themselves."""
+    """Token positions the backbone runs over the batches `groups` (lists of subsets), per mode: NIA and SIA run the
+    packed real tokens (SIA adds one summary key per entity in the attention, no position), FIA one sequence per
+    subset padded to the batch's longest subset (B x T); "real" counts the tokens themselves."""
     slots = {"nia": 0, "fia": 0, "sia": 0, "real": 0}
     for group in groups:
         batch = tokenize_subsets(tokenizer, [s.texts for s in group], max_tokens)
-        B, N, L = batch.input_ids.shape
-        per_entity = batch.attention_mask.sum(-1) * batch.entity_mask  # (B, N)
-        padded = int(batch.entity_mask.sum()) * L
-        slots["nia"] += padded
-        slots["sia"] += padded
-        slots["fia"] += B * int(per_entity.sum(-1).max())
-        slots["real"] += int(per_entity.sum())
+        per_subset = torch.zeros(batch.entity_mask.numel(), dtype=torch.long).index_add_(
+            0, batch.entity_slot, batch.lengths()).view(batch.entity_mask.shape).sum(1)
+        slots["nia"] += batch.n_tokens
+        slots["sia"] += batch.n_tokens
+        slots["fia"] += len(group) * int(per_subset.max())
+        slots["real"] += batch.n_tokens
     return slots
 
 
@@ -215,7 +215,10 @@ def time_prediction(args: argparse.Namespace, test) -> dict:
               + ", ".join(f"{m} {seconds[m][-1]:.1f} s" for m in MODES), flush=True)
     entities = sum(len(s) for s in test)
     nia = models["nia"]
-    groups = [[test[i] for i in idx] for idx in nia.embedding_batches(test)]  # predict's batches
+    ids, _ = token_ids(nia.tokenizer, [t for s in test for t in s.texts], nia.config.max_tokens)
+    ends = list(itertools.accumulate(len(s) for s in test))
+    tokens = [sum(map(len, ids[end - len(s): end])) for s, end in zip(test, ends)]
+    groups = [[test[i] for i in idx] for idx in token_batches([len(s) for s in test], tokens, nia.batch_tokens)]
     per_round = {m: [entities / t for t in v] for m, v in seconds.items()}
     median = {m: statistics.median(v) for m, v in per_round.items()}
     return {

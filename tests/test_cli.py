@@ -90,7 +90,7 @@ def test_data_build_small(tmp_path):
 def test_help_explains_options():
     for cmd in ("predict", "evaluate", "tune-threshold"):
         proc = run(cmd, "--help")
-        assert "--model" in proc.stdout and "--batch-entities" in proc.stdout
+        assert "--model" in proc.stdout and "--batch-tokens" in proc.stdout
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="benchmark raw data not found")
@@ -233,7 +233,7 @@ def test_report_curve_and_save_to_are_checked_first(capsys, gold, tmp_path):
     (["--threshold", "2"], 2, "--threshold must be a number in [-1, 1], got '2'"),
     (["--threshold", "inf"], 2, "got 'inf'"),
     (["--threshold", "-1.5"], 2, "got '-1.5'"),
-    (["--batch-entities", "0"], 2, "argument --batch-entities: must be a whole number >= 1, got '0'"),
+    (["--batch-tokens", "0"], 2, "argument --batch-tokens: must be a whole number >= 1, got '0'"),
     (["--max-tokens", "1"], 2, "argument --max-tokens: must be a whole number >= 2, got '1'"),
     (["--cut-band", "0.6", "0.2"], 2, "--cut-band: cut band: low 0.6 is above high 0.2"),
     (["--model", "./no/such/model"], 4, "--model ./no/such/model: no such folder"),

@@ -50,8 +50,8 @@ def test_predict_does_not_depend_on_entity_order(default_model, examples):
 
 
 def test_batching_does_not_change_embeddings(examples):
-    small = Cactus(batch_entities=8, device="cpu").embed(examples)
-    large = Cactus(batch_entities=1000, device="cpu").embed(examples)
+    small = Cactus(batch_tokens=8, device="cpu").embed(examples)  # one subset per batch
+    large = Cactus(batch_tokens=100_000, device="cpu").embed(examples)  # all in one
     for a, b in zip(small, large):
         np.testing.assert_allclose(a, b, atol=1e-5)
         np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
@@ -165,19 +165,19 @@ def test_save_killed_midway_leaves_a_whole_model(tmp_path, examples, tiny_backbo
         assert len(model.predict(examples[:1])[0]) == len(examples[0])
 
 
-def test_batches_group_by_longest_entity_and_respect_the_budget():
-    from cactus.model import _batches_by_shape
+def test_no_subsets_give_no_predictions(default_model):
+    assert default_model.predict([]) == [] and default_model.embed([]) == []
+
+
+def test_batches_keep_subsets_whole_group_similar_sizes_and_respect_the_budget():
+    from cactus.text import token_batches
 
     sizes = [3, 5, 2, 4, 6, 1, 9]
-    longest = [30, 10, 31, 12, 9, 40, 11]
-    batches = list(_batches_by_shape(sizes, longest, batch_entities=10))
+    tokens = [30, 50, 20, 40, 60, 10, 90]
+    batches = token_batches(sizes, tokens, batch_tokens=70)
     assert sorted(i for b in batches for i in b) == list(range(len(sizes)))
-    for b in batches:
-        assert len(b) == 1 or max(sizes[i] for i in b) * len(b) <= 10
-    # the short-entity subsets (longest <= 16 tokens) come before the long ones and never share a batch with them
-    short = {i for i, n in enumerate(longest) if n <= 16}
-    assert all(set(b) <= short or not set(b) & short for b in batches)
-    assert set(batches[0]) <= short
+    assert [[sizes[i] for i in b] for b in batches] == [[1, 2, 3], [4], [5], [6], [9]]  # 90 > 70: alone
+    assert all(len(b) == 1 or sum(tokens[i] for i in b) <= 70 for b in batches)
 
 
 def test_constructor_validates_its_arguments():
@@ -185,7 +185,7 @@ def test_constructor_validates_its_arguments():
         ({"attention": "full"}, "attention must be one of nia, fia, sia, got 'full'"),
         ({"max_tokens": 0}, "max_tokens must be an integer >= 2, got 0"),
         ({"max_tokens": 3.5}, "max_tokens must be an integer >= 2"),
-        ({"batch_entities": 0}, "batch_entities must be an integer >= 1"),
+        ({"batch_tokens": 0}, "batch_tokens must be an integer >= 1"),
         ({"threshold": float("nan")}, r"threshold must be a number in \[-1, 1\], got nan"),
         ({"threshold": 35}, r"threshold must be a number in \[-1, 1\], got 35"),
         ({"objective": "ami+bogus"}, "unknown metric"),

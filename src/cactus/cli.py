@@ -18,7 +18,7 @@ import tempfile
 import time
 import traceback
 import typing
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 
@@ -91,7 +91,7 @@ def _load_model(args):
 
     transformers.logging.disable_progress_bar()  # loading the weights takes a moment; its bar is noise
 
-    common = {"batch_entities": args.batch_entities, "device": args.device}
+    common = {"batch_tokens": args.batch_tokens, "device": args.device}
     name = args.model
     folder = Path(name)
     if name not in DEFAULT_ALIASES:
@@ -180,8 +180,9 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
     p.add_argument("--allow-attention-change", action="store_true",
                    help="run a trained model with another --attention than it was trained with (it warns: its "
                         "weights and threshold were fitted for its own)")
-    p.add_argument("--batch-entities", type=_count_arg(1), default=512, metavar="E",
-                   help="entities per forward pass; lower it to save memory (default: %(default)s)")
+    p.add_argument("--batch-tokens", type=_count_arg(1), default=8192, metavar="T",
+                   help="real tokens per forward pass (whole subsets together, nothing padded); lower it to save "
+                        "memory (default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
     _common(p)
 
@@ -312,15 +313,48 @@ def cmd_predict(args) -> int:
     cut, threshold = _cut_and_threshold(model, args)
     subsets = read_subsets(args.input)
     check_layout(subsets, args.output)
+    per_row = layout_of(args.output) != "jsonl"
+    if args.describe:
+        _check_description_fields(subsets, per_row)
     _load_weights(model, args)
     start = time.perf_counter()
-    preds = model.predict(subsets, threshold=threshold, cut=cut, progress=not args.quiet)
+    if args.describe:
+        described = model.describe(subsets, threshold=threshold, cut=cut, progress=not args.quiet)
+        out = [_with_description(s, d, per_row) for s, d in zip(subsets, described)]
+    else:
+        preds = model.predict(subsets, threshold=threshold, cut=cut, progress=not args.quiet)
+        out = [s.with_clusters([int(c) for c in p]) for s, p in zip(subsets, preds)]
     elapsed = time.perf_counter() - start
-    write_subsets(args.output, [s.with_clusters([int(c) for c in p]) for s, p in zip(subsets, preds)])
+    write_subsets(args.output, out)
     n = sum(len(s) for s in subsets)
     _say(args, f"clustered {len(subsets)} subsets ({n} entities) at {_describe(cut, threshold)} in "
                f"{elapsed:.1f} s ({n / max(elapsed, 1e-9):.0f} entities/s); wrote {args.output}")
     return 0
+
+
+# What --describe adds: per subset in JSONL, per row in a table (docs/io.md).
+DESCRIPTION_FIELDS = {False: ("clusters", "cohesion"), True: ("cluster_name", "cohesion")}
+
+
+def _check_description_fields(subsets, per_row: bool) -> None:
+    """--describe never overwrites an input field: refuse a subset that already has one of the names it writes."""
+    for s in subsets:
+        for name in DESCRIPTION_FIELDS[per_row]:
+            if name in s.extra or name in s.columns:
+                raise CommandError(f"subset {s.id!r}: it already has a field {name!r}, which --describe would "
+                                   "overwrite; rename it first", EXIT_DATA)
+
+
+def _with_description(subset, description, per_row: bool):
+    """The subset with its predicted clusters and their description in the output fields (DESCRIPTION_FIELDS)."""
+    out = subset.with_clusters([int(c) for c in description.cluster_ids])
+    cohesion = [round(float(x), 4) for x in description.cohesion]
+    if per_row:
+        name = {c.id: c.name for c in description.clusters}
+        columns = {"cluster_name": [name[c] for c in out.cluster_ids], "cohesion": cohesion}
+        return replace(out, columns={**out.columns, **columns})
+    clusters = [c.to_dict() for c in description.clusters]
+    return replace(out, extra={**out.extra, "clusters": clusters, "cohesion": cohesion})
 
 
 def cmd_evaluate(args) -> int:
@@ -547,6 +581,10 @@ def _add_predict(sub) -> None:
                              "'cluster_ids' (JSONL) or a 'cluster_id' column (CSV, Parquet).")
     p.add_argument("input", metavar="IN", help="subsets to cluster (.jsonl, .csv or .parquet); labels ignored")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the predictions")
+    p.add_argument("--describe", action="store_true",
+                   help="also describe the clusters: in JSONL a 'clusters' list per subset (id, name, size, members, "
+                        "representative, top_terms) and a 'cohesion' list; in a table 'cluster_name' and 'cohesion' "
+                        "columns (docs/io.md)")
     _add_model_args(p)
 
 

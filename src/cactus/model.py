@@ -22,9 +22,11 @@ from cactus.atomic import atomic_dir, recover_dir
 from cactus.cluster import (
     Cut,
     CutChoice,
+    SubsetDescription,
     ThresholdCurve,
     check_threshold,
     cut_cluster,
+    describe_subset,
     parse_objective,
     tune_cut,
     tune_threshold,
@@ -40,7 +42,7 @@ from cactus.config import (
 )
 from cactus.data.subsets import Subset, require_labels
 from cactus.encoder import ATTENTION_MODES, DEFAULT_BACKBONE, SetEncoder, load_backbone
-from cactus.text import tokenize_subsets
+from cactus.text import SubsetBatch, token_batches, token_ids
 
 if TYPE_CHECKING:
     from cactus.train import TrainingConfig
@@ -61,7 +63,7 @@ class Cactus:
         objective: '+'-joined metrics that threshold tuning maximises (mean over subsets).
         cut: how `predict` cuts each subset's dendrogram: a `cactus.cluster.Cut`, or its rule's name ("threshold",
             "adaptive" with the default criterion and band); `tune_cut` can choose it on labelled subsets.
-        batch_entities: entities encoded per forward pass (whole subsets are kept together).
+        batch_tokens: real tokens encoded per forward pass (whole subsets are kept together; nothing is padded).
         device: torch device; default cuda when available, else cpu.
 
     Fitted attributes:
@@ -82,14 +84,14 @@ class Cactus:
         threshold: float | None = None,
         objective: str = "ami+ari",
         cut: Cut | str = "threshold",
-        batch_entities: int = 512,
+        batch_tokens: int = 8192,
         device: str | None = None,
     ):
-        _check_params(attention, max_tokens, objective, batch_entities)
+        _check_params(attention, max_tokens, objective, batch_tokens)
         cut = cut if isinstance(cut, Cut) else Cut(cut)
         self.config = CactusConfig(str(backbone), attention, max_tokens, objective=objective, cut=cut.to_dict())
         self.cut_choice_: CutChoice | None = None
-        self.batch_entities = batch_entities
+        self.batch_tokens = batch_tokens
         self.device = _resolve_device(device)
         self.threshold_curve_: ThresholdCurve | None = None
         if threshold is not None:
@@ -146,13 +148,18 @@ class Cactus:
     def embed(self, subsets: Sequence[Subset], progress: bool = False) -> list[np.ndarray]:
         """Entity embeddings, one (n_i, D) float32 array of unit vectors per subset, in input order."""
         self._load()
+        if not subsets:
+            self.n_truncated_ = 0
+            return []
         out: list[np.ndarray | None] = [None] * len(subsets)
-        self.n_truncated_ = 0
-        batches = self.embedding_batches(subsets)
+        ids, self.n_truncated_ = token_ids(self._tokenizer, [t for s in subsets for t in s.texts],
+                                           self.config.max_tokens)
+        ends = np.cumsum([len(s) for s in subsets]).tolist()
+        per_subset = [ids[end - len(s): end] for s, end in zip(subsets, ends)]
+        batches = token_batches([len(s) for s in subsets], [sum(map(len, x)) for x in per_subset], self.batch_tokens)
         with torch.inference_mode():
             for idx in tqdm(batches, desc="encoding", unit="batch", disable=not progress):
-                batch = tokenize_subsets(self._tokenizer, [subsets[i].texts for i in idx], self.config.max_tokens)
-                self.n_truncated_ += batch.n_truncated
+                batch = SubsetBatch.from_token_ids([x for i in idx for x in per_subset[i]], [len(subsets[i]) for i in idx])
                 emb = self._encoder(batch.to(self.device)).float().cpu().numpy()
                 for row, i in enumerate(idx):
                     out[i] = emb[row, : len(subsets[i])]
@@ -163,16 +170,6 @@ class Cactus:
                 self.n_truncated_, sum(len(s) for s in subsets), self.config.max_tokens,
             )
         return out  # type: ignore[return-value]
-
-    def embedding_batches(self, subsets: Sequence[Subset]) -> list[list[int]]:
-        """The index lists of the subsets that `embed` encodes together. A batch pads every entity to its longest
-        one, so subsets of similar longest entity (in tokens), then of similar size, go together."""
-        self._load()
-        ids = self._tokenizer([t for s in subsets for t in s.texts], add_special_tokens=True, truncation=True,
-                              max_length=self.config.max_tokens, verbose=False)["input_ids"]
-        ends = np.cumsum([len(s) for s in subsets])
-        longest = [max(map(len, ids[end - len(s): end])) for s, end in zip(subsets, ends)]
-        return list(_batches_by_shape([len(s) for s in subsets], longest, self.batch_entities))
 
     def similarities(self, subsets: Sequence[Subset], progress: bool = False) -> list[np.ndarray]:
         """Cosine similarity matrices, one (n_i, n_i) per subset."""
@@ -229,11 +226,25 @@ class Cactus:
                 progress: bool = False) -> list[np.ndarray]:
         """Cluster ids, one (n_i,) int array per subset, numbered by first appearance. `threshold` and `cut`
         override the model's `threshold_` and `cut_` for this call; a `threshold` without a `cut` cuts there."""
+        cut, t = self._cut_for(threshold, cut)
+        return [cut_cluster(s, cut, t) for s in self.similarities(subsets, progress=progress)]
+
+    def describe(self, subsets: Sequence[Subset], threshold: float | None = None, cut: Cut | None = None,
+                 n_terms: int = 5, progress: bool = False) -> list[SubsetDescription]:
+        """`predict`, with every cluster described (name, size, members, representative, top terms) and every
+        entity's cohesion: one `cactus.cluster.SubsetDescription` per subset (see `cactus.cluster.describe`)."""
+        cut, t = self._cut_for(threshold, cut)
+        out = []
+        for s, sim in zip(subsets, self.similarities(subsets, progress=progress)):
+            out.append(describe_subset(s.texts, sim, cut_cluster(sim, cut, t), n_terms))
+        return out
+
+    def _cut_for(self, threshold: float | None, cut: Cut | None) -> tuple[Cut, float | None]:
         cut = cut or (Cut() if threshold is not None else self.cut_)
         t = check_threshold(threshold) if threshold is not None else self.threshold_
         if t is None and cut.rule == "threshold":
             raise ValueError("no threshold: tune one with fit() / tune_threshold(), or pass threshold=")
-        return [cut_cluster(s, cut, t) for s in self.similarities(subsets, progress=progress)]
+        return cut, t
 
     # ---- persistence ---------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> None:
@@ -260,7 +271,7 @@ class Cactus:
 
         `attention` and `max_tokens` replace the saved ones. A model whose weights cactus trained learned them under
         its attention mode, and its threshold was tuned for that mode: another mode is refused unless
-        `allow_attention_change`, and then it warns. Other keyword arguments (`batch_entities`, `device`) go to the
+        `allow_attention_change`, and then it warns. Other keyword arguments (`batch_tokens`, `device`) go to the
         constructor.
         """
         if path is None or str(path) == "default":
@@ -345,11 +356,11 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _check_params(attention: str, max_tokens: int, objective: str, batch_entities: int) -> None:
+def _check_params(attention: str, max_tokens: int, objective: str, batch_tokens: int) -> None:
     """ValueError naming the first constructor argument that is wrong (the threshold is checked when adopted)."""
     if attention not in ATTENTION_MODES:
         raise ValueError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got {attention!r}")
-    for name, value, least in (("max_tokens", max_tokens, 2), ("batch_entities", batch_entities, 1)):
+    for name, value, least in (("max_tokens", max_tokens, 2), ("batch_tokens", batch_tokens, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     parse_objective(objective)
@@ -403,20 +414,3 @@ def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
         "(Apache-2.0 for all-MiniLM-L6-v2).", "",
     ]
     return "\n".join(lines)
-
-
-def _batches_by_shape(sizes: Sequence[int], longest: Sequence[int], batch_entities: int, bucket: int = 8):
-    """Index lists of subsets with at most `batch_entities` padded entity slots each (a subset larger than that forms
-    a batch of its own). Subsets are ordered by their longest entity's token count (in buckets of `bucket` tokens),
-    then by size, so that both the entity and the token padding stay small."""
-    order = sorted(range(len(sizes)), key=lambda i: (-(-longest[i] // bucket), sizes[i]))
-    batch: list[int] = []
-    n_max = 0
-    for i in order:
-        if batch and max(n_max, sizes[i]) * (len(batch) + 1) > batch_entities:
-            yield batch
-            batch, n_max = [], 0
-        batch.append(i)
-        n_max = max(n_max, sizes[i])
-    if batch:
-        yield batch

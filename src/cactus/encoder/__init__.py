@@ -2,7 +2,7 @@
 
 from cactus.encoder.attention import SIA_ATTENTION, EntityLayout, attention_implementation, sia_attention
 from cactus.encoder.backbone import DEFAULT_BACKBONE, load_backbone, resolve_backbone
-from cactus.encoder.set_encoder import ATTENTION_MODES, SetEncoder, masked_mean
+from cactus.encoder.set_encoder import ATTENTION_MODES, SetEncoder
 
 __all__ = [
     "ATTENTION_MODES",
@@ -12,7 +12,6 @@ __all__ = [
     "SetEncoder",
     "attention_implementation",
     "load_backbone",
-    "masked_mean",
     "resolve_backbone",
     "sia_attention",
 ]

@@ -1,16 +1,19 @@
 """Scalable inter-entity attention (SIA), plugged into any transformers backbone through `AttentionInterface`.
 
-The backbone runs on the E real entities of a batch flattened to (E, L) token rows, as in NIA. Only the attention
-changes: in every layer a token of entity i attends to
+The backbone runs on the packed real tokens of a batch (`cactus.text.SubsetBatch`) as a (T, 1) input: every token a
+row of its own, so the token-wise work (embeddings, projections, feed-forward) touches no padding. Only the attention
+sees the entities: each run of equal-length entities is a dense (count, H, length, d) block, and a token of entity i
+attends to
 
-    [ the L keys of entity i (padding masked) | N summary keys, one per entity slot of i's subset ]
+    [ the `length` keys of entity i | N summary keys, one per entity slot of i's subset ]
 
-where the summary of entity j is the masked mean of j's keys (and values) in that layer; summaries of padding slots and
-of i itself are masked out. One softmax over the L + N keys, computed by `scaled_dot_product_attention`: the cost is
-O(n L (L + n)) per subset of n entities, and the largest tensors are the (E, H, L + N, d) keys and values.
+where the summary of entity j is the mean of j's keys (and values) in that layer; summaries of empty slots and of i
+itself are masked out. The summaries of all entities of the batch are taken in the same call, before any block
+attends, which keeps the layers in lockstep across runs. One softmax over the length + N keys per block, computed by
+`scaled_dot_product_attention`: the cost is O(n L (L + n)) per subset of n entities of L tokens.
 
 The function is registered under `SIA_ATTENTION`; `attention_implementation` switches a backbone to it for one call.
-Models whose attention passes a `position_bias` (T5) get the bias on the own keys as usual and
+Relative-position backbones (T5) get their own-key bias from `EntityLayout.relative_bias` and
 `EntityLayout.summary_bias` on the summary keys.
 """
 
@@ -29,41 +32,37 @@ SIA_ATTENTION = "cactus_sia"
 
 @dataclass
 class EntityLayout:
-    """Where the E flattened entities of a (B, N, L) batch sit in their subsets; the same for every layer.
+    """Where the E packed entities of a batch sit in their subsets; the same for every layer.
 
     Attributes:
-        token_weight: (E, L) float, 1 / length on an entity's real tokens, 0 on padding: masked-mean weights.
-        slot_index: (E,) long, every entity's slot in the flattened (B * N) slots.
-        subset_rows: per subset, the (start, stop) range of its entities' rows: the flattened entities are
-            `entity_mask`'s True slots in order, so a subset's entities are consecutive.
-        entity_mask: (B, N) bool, real entity slots.
-        key_mask: (E, 1, 1, L + N) bool, True where a key may be attended: own real tokens, and the summaries of the
-            other real entities of the same subset.
+        runs: ((length, count), ...) the batch's runs of equal-length entities (`SubsetBatch.runs`).
+        slot_index: (E,) long, every packed entity's slot b * N + n in the flattened (B * N) slots.
+        subset_index: (E,) long, every packed entity's subset b.
+        summary_mask: (E, N) bool, True on the summaries an entity may attend: the other real entities of its subset.
+        n_subsets, n_slots: B and N.
+        relative_bias: (1, H, L, L) own-key score bias of the longest entity L (T5: the relative positions; any
+            shorter entity takes its top-left block), or None.
         summary_bias: (H,) score bias added to every summary key (T5: the far relative-position bucket), or None.
     """
 
-    token_weight: torch.Tensor
+    runs: tuple[tuple[int, int], ...]
     slot_index: torch.Tensor
-    subset_rows: list[tuple[int, int]]
-    entity_mask: torch.Tensor
-    key_mask: torch.Tensor
+    subset_index: torch.Tensor
+    summary_mask: torch.Tensor
+    n_subsets: int
+    n_slots: int
+    relative_bias: torch.Tensor | None = None
     summary_bias: torch.Tensor | None = None
 
     @classmethod
-    def from_masks(
-        cls, attention_mask: torch.Tensor, entity_mask: torch.Tensor, summary_bias: torch.Tensor | None = None
-    ) -> "EntityLayout":
-        """Layout of a batch from its (B, N, L) token mask and (B, N) entity mask."""
-        B, N, L = attention_mask.shape
-        tokens = attention_mask[entity_mask].bool()  # (E, L)
-        weight = tokens.float() / tokens.sum(-1, keepdim=True).clamp(min=1)
-        subset, slot = entity_mask.nonzero(as_tuple=True)  # (E,), (E,)
+    def of(cls, entity_slot: torch.Tensor, runs, entity_mask: torch.Tensor, relative_bias: torch.Tensor | None = None,
+           summary_bias: torch.Tensor | None = None) -> "EntityLayout":
+        """Layout of a packed batch from its `entity_slot`, `runs` and (B, N) `entity_mask`."""
+        B, N = entity_mask.shape
+        subset, slot = entity_slot // N, entity_slot % N
         others = entity_mask[subset].clone()  # (E, N): the real slots of each entity's subset ...
         others[torch.arange(len(slot), device=slot.device), slot] = False  # ... except its own
-        key_mask = torch.cat([tokens, others], dim=-1)[:, None, None, :]
-        ends = entity_mask.sum(1).cumsum(0).tolist()
-        rows = list(zip([0] + ends[:-1], ends))
-        return cls(weight, subset * N + slot, rows, entity_mask, key_mask, summary_bias)
+        return cls(tuple(runs), entity_slot, subset, others, B, N, relative_bias, summary_bias)
 
 
 def sia_attention(
@@ -80,42 +79,48 @@ def sia_attention(
 ) -> tuple[torch.Tensor, None]:
     """SIA for one layer, with the signature of a transformers attention function.
 
-    query, key, value: (E, H, L, d). `attention_mask` is None (the model builds no mask for an unregistered
-    implementation); padding comes from `entity_layout`, passed as a keyword to the model's forward.
-    position_bias: (1 or E, H, L, L) additive bias on the own keys (T5), or None.
-    Returns the attention output (E, L, H, d) and no weights.
+    query, key, value: (T, H, 1, d), the packed tokens as rows of one. `attention_mask` is None (the model builds no
+    mask for an unregistered implementation). `position_bias` (T5) is the model's bias for its (T, 1) input and is not
+    used: the layout carries the entities' own. Returns the attention output (T, 1, H, d) and no weights.
     """
     if entity_layout is None:
         raise ValueError(f"the {SIA_ATTENTION!r} attention needs an `entity_layout` keyword argument")
     if attention_mask is not None:
         raise ValueError(f"the {SIA_ATTENTION!r} attention takes its mask from `entity_layout`, not `attention_mask`")
     lay = entity_layout
-    B, N = lay.entity_mask.shape
-    weight = lay.token_weight.to(key.dtype)
+    q, k, v = query[:, :, 0], key[:, :, 0], value[:, :, 0]  # (T, H, d)
+    T, H, d = q.shape
+    sizes = [length * count for length, count in lay.runs]
 
-    def with_summaries(x: torch.Tensor) -> torch.Tensor:
-        """(E, H, L, d) -> (E, H, L + N, d): every entity's own rows, then the N slot means of its subset."""
-        E, H, L, d = x.shape
-        mean = torch.einsum("ehld,el->ehd", x, weight)
-        # index_copy, not boolean indexing: no device sync in every layer
-        table = mean.new_zeros(B * N, H, d).index_copy(0, lay.slot_index, mean).view(B, N, H, d)
-        # (E, L + N, H, d) storage: the projections come as (E, L, H, d), so both copies below are contiguous runs
-        out = x.new_empty(E, L + N, H, d)
-        out[:, :L] = x.transpose(1, 2)
-        for b, (start, stop) in enumerate(lay.subset_rows):
-            out[start:stop, L:] = table[b]  # broadcast to the subset's entities, never gathered per entity
-        return out.transpose(1, 2)
+    def blocks(x: torch.Tensor) -> list[torch.Tensor]:
+        """(T, H, d) -> one (count, length, H, d) view per run."""
+        return [part.view(count, length, H, d) for part, (length, count) in zip(x.split(sizes), lay.runs)]
 
-    key, value = with_summaries(key), with_summaries(value)
-    mask = lay.key_mask
-    if position_bias is not None:
-        far = position_bias.new_zeros(*position_bias.shape[:-1], N)
-        if lay.summary_bias is not None:
-            far = far + lay.summary_bias.to(far.dtype).view(1, -1, 1, 1)
-        bias = torch.cat([position_bias, far], dim=-1)  # (1 or E, H, L, L + N)
-        mask = torch.where(mask, bias, torch.finfo(bias.dtype).min)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
-    return out.transpose(1, 2).contiguous(), None
+    def summaries(parts: list[torch.Tensor]) -> torch.Tensor:
+        """(B, N, H, d): every entity's mean, in its subset's slot (empty slots zero, and masked out)."""
+        means = torch.cat([p.mean(1) for p in parts])  # (E, H, d)
+        table = means.new_zeros(lay.n_subsets * lay.n_slots, H, d).index_copy(0, lay.slot_index, means)
+        return table.view(lay.n_subsets, lay.n_slots, H, d)
+
+    qs, ks, vs = blocks(q), blocks(k), blocks(v)
+    key_table, value_table = summaries(ks), summaries(vs)
+    outs, first = [], 0
+    for (length, count), qb, kb, vb in zip(lay.runs, qs, ks, vs):
+        subset = lay.subset_index[first: first + count]
+        keys = torch.cat([kb, key_table[subset]], 1).transpose(1, 2)  # (count, H, length + N, d)
+        values = torch.cat([vb, value_table[subset]], 1).transpose(1, 2)
+        mask = F.pad(lay.summary_mask[first: first + count], (length, 0), value=True)[:, None, None, :]
+        if lay.relative_bias is not None:
+            far = lay.relative_bias.new_zeros(1, H, length, lay.n_slots)
+            if lay.summary_bias is not None:
+                far = far + lay.summary_bias.to(far.dtype).view(1, H, 1, 1)
+            bias = torch.cat([lay.relative_bias[:, :, :length, :length].to(far.dtype), far], -1)
+            mask = torch.where(mask, bias, torch.finfo(bias.dtype).min)  # (count, H, length, length + N)
+        out = F.scaled_dot_product_attention(qb.transpose(1, 2), keys, values, attn_mask=mask, dropout_p=dropout,
+                                             scale=scaling)
+        outs.append(out.transpose(1, 2).reshape(count * length, H, d))
+        first += count
+    return torch.cat(outs)[:, None], None
 
 
 AttentionInterface.register(SIA_ATTENTION, sia_attention)

@@ -1,5 +1,5 @@
-"""Tokenisation of subsets into (B, N, L) tensors."""
+"""Tokenisation of subsets into packed batches of real tokens."""
 
-from cactus.text.tokenize import SubsetBatch, tokenize_subsets
+from cactus.text.tokenize import SubsetBatch, token_batches, token_ids, tokenize_subsets
 
-__all__ = ["SubsetBatch", "tokenize_subsets"]
+__all__ = ["SubsetBatch", "token_batches", "token_ids", "tokenize_subsets"]
