@@ -19,6 +19,7 @@ import pytest
 
 from cactus.cli import EXIT_CODES, main
 from cactus.data import Subset, read_subsets, write_subsets
+from cactus.metrics import METRICS
 from conftest import EXAMPLES, SHARED_DATA
 
 CACTUS = [shutil.which("cactus") or sys.executable, *([] if shutil.which("cactus") else ["-m", "cactus.cli"])]
@@ -48,7 +49,7 @@ def test_predict_table_layout_and_evaluate_predictions(tmp_path):
     proc = run("evaluate", EXAMPLES, "--predictions", out, "--report", report)
     assert "ami" in proc.stdout and "95% CI" in proc.stdout
     data = json.loads(report.read_text())
-    assert set(data["summary"]) == {"ami", "ari", "nmi", "ri", "precision", "recall", "f1"}
+    assert set(data["summary"]) == set(METRICS)
     assert len(data["per_subset"]) == len(read_subsets(EXAMPLES))
 
 
@@ -98,7 +99,7 @@ def test_pretrain_then_train_with_a_yaml_config(tmp_path, tiny_backbone):
     run("data", "build", "--data-dir", SHARED_DATA, "--out", tmp_path / "bench", "--families", "clinc_intent",
         "--n-train", "8", "--n-val", "4", "--n-test", "4", "-q")
     bench = tmp_path / "bench" / "clinc_intent"
-    (tmp_path / "train.yaml").write_text("lr: 0.001\nepochs: 1\nbatch_size: 2\nlog_every: 1\n")
+    (tmp_path / "train.yaml").write_text("lr: 1e-3\nepochs: 1\nbatch_size: 2\nlog_every: 1\n")  # 1e-3: YAML text
     proc = run("pretrain", "--train", bench / "train.jsonl", "--out", tmp_path / "pre", "--model", tiny_backbone,
                "--attention", "sia", "--subsets-per-epoch", "4", "--config", tmp_path / "train.yaml", "-q")
     assert "pretrained on synthetic subsets" in proc.stdout
@@ -368,6 +369,19 @@ def test_evaluate_matches_predictions_by_content(capsys, gold, tmp_path):
 def train_args(out, backbone, *extra):
     return ["train", "--train", EXAMPLES, "--val", EXAMPLES, "--out", out, "--model", backbone, "--attention", "sia",
             "--max-steps", "1", "--batch-size", "2", "-q", *extra]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("lr: fast", "field 'lr' must be a finite number, got 'fast'"),
+    ("epochs: 2.5", "field 'epochs' must be a whole number, got 2.5"),
+    ("restore_best: maybe", "field 'restore_best' must be true or false, got 'maybe'"),
+    ("colour: red", "unknown training config field(s): ['colour']"),
+])
+def test_a_bad_config_field_is_named_before_the_model_loads(capsys, tmp_path, line, message):
+    (tmp_path / "c.yaml").write_text(line + "\n")
+    code, err = cli(capsys, *train_args(tmp_path / "run", "./no-such-model", "--config", tmp_path / "c.yaml"))
+    assert code == 2 and not (tmp_path / "run").exists()
+    one_error(err, f"training config ({tmp_path / 'c.yaml'}): {message}")
 
 
 def test_train_into_a_run_needs_resume_or_overwrite(capsys, tmp_path, tiny_backbone):

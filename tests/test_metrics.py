@@ -2,13 +2,36 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from cactus.metrics import METRICS, contingency_metrics, expected_mutual_info_table, partition_metrics, summarize
 
 
+def brute_pairs_and_bcubed(labels_true, labels_pred) -> dict[str, float]:
+    """Pairwise and B-cubed precision / recall / F1 by their definitions: every pair, every entity."""
+    n = len(labels_true)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    both = sum(labels_true[i] == labels_true[j] and labels_pred[i] == labels_pred[j] for i, j in pairs)
+    pred = sum(labels_pred[i] == labels_pred[j] for i, j in pairs)
+    true = sum(labels_true[i] == labels_true[j] for i, j in pairs)
+    bp = np.mean([np.mean([labels_true[j] == labels_true[i] for j in range(n) if labels_pred[j] == labels_pred[i]])
+                  for i in range(n)])
+    br = np.mean([np.mean([labels_pred[j] == labels_pred[i] for j in range(n) if labels_true[j] == labels_true[i]])
+                  for i in range(n)])
+    pp, pr = (both / pred if pred else 1.0), (both / true if true else 1.0)
+
+    def f1(p, r):
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    return {"pair_precision": pp, "pair_recall": pr, "pair_f1": f1(pp, pr),
+            "bcubed_precision": bp, "bcubed_recall": br, "bcubed_f1": f1(bp, br)}
+
+
 def reference_metrics(labels_true, labels_pred) -> dict[str, float]:
-    """scikit-learn's scores, with purity / inverse purity from its contingency matrix and the identity convention."""
+    """scikit-learn's scores, with purity / inverse purity from its contingency matrix and the identity convention;
+    pairwise and B-cubed scores by brute force."""
     table = skm.cluster.contingency_matrix(labels_true, labels_pred)
     n = len(labels_true)
     precision, recall = table.max(axis=0).sum() / n, table.max(axis=1).sum() / n
@@ -21,8 +44,19 @@ def reference_metrics(labels_true, labels_pred) -> dict[str, float]:
         "precision": precision,
         "recall": recall,
         "f1": 2 * precision * recall / (precision + recall),
+        **brute_pairs_and_bcubed(list(labels_true), list(labels_pred)),
     }
     return {name: 1.0 if identical else float(value) for name, value in scores.items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=30))
+def test_pairwise_and_bcubed_equal_brute_force(pairs):
+    true, pred = [t for t, _ in pairs], [p for _, p in pairs]
+    ours, ref = partition_metrics(true, pred), brute_pairs_and_bcubed(true, pred)
+    identical = partition_metrics(true, pred)["ri"] == 1.0
+    for name, value in ref.items():
+        assert ours[name] == pytest.approx(1.0 if identical else value, abs=1e-12), name
 
 
 def test_matches_sklearn_on_random_labelings():
@@ -134,6 +168,12 @@ def test_summarize():
     assert (summary["ami"]["ci_low"], summary["ami"]["ci_high"]) == pytest.approx((0.5 - half, 0.5 + half))
     assert summary["ami"]["count"] == 3
     assert summary["ari"] == {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0, "count": 3}
+
+
+def test_confidence_intervals_stay_in_the_metric_range():
+    summary = summarize([{"precision": 1.0, "ami": -0.9}, {"precision": 0.2, "ami": 0.1}])
+    assert summary["precision"]["ci_high"] == 1.0 and summary["precision"]["ci_low"] == 0.0
+    assert summary["ami"]["ci_low"] == -1.0 and summary["ami"]["ci_high"] < 1.0
 
 
 def test_summarize_single_subset_and_errors():

@@ -43,6 +43,7 @@ from cactus.data.subsets import require_labels  # noqa: E402
 from cactus.data.tables import one_line  # noqa: E402
 from cactus.encoder import ATTENTION_MODES  # noqa: E402
 from cactus.losses import LOSSES  # noqa: E402
+from cactus.metrics import METRICS  # noqa: E402
 from cactus.selfsup import AUGMENTATIONS  # noqa: E402
 from cactus.train.config import TrainingConfig  # noqa: E402
 from cactus.version import __version__  # noqa: E402
@@ -357,6 +358,23 @@ def _with_description(subset, description, per_row: bool):
     return replace(out, extra={**out.extra, "clusters": clusters, "cohesion": cohesion})
 
 
+def cmd_serve(args) -> int:
+    from cactus.service import ServiceLimits, create_app, serve
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise CommandError(f"serve needs the service extra: pip install -e \".[serve]\" ({one_line(e)})") from None
+    model = _load_model(args)
+    cut, threshold = _cut_and_threshold(model, args)
+    _load_weights(model, args)
+    limits = ServiceLimits(**{f.name: getattr(args, f.name) for f in fields(ServiceLimits)})
+    wait = None if args.no_batching else args.batch_wait_ms / 1000
+    serve(create_app(model, limits, cut, threshold, wait), args.host, args.port)
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from cactus.evaluate import evaluate_predictions, format_summary, match_predictions
 
@@ -449,7 +467,8 @@ def _training_config(args, **overrides):
     try:
         return TrainingConfig.from_dict(record)
     except (TypeError, ValueError) as e:
-        raise CommandError(f"training config: {e}") from None
+        where = f" ({args.config})" if args.config else ""
+        raise CommandError(f"training config{where}: {e}") from None
 
 
 def cmd_train(args) -> int:
@@ -588,12 +607,30 @@ def _add_predict(sub) -> None:
     _add_model_args(p)
 
 
+def _add_serve(sub) -> None:
+    p = _command(sub, "serve", cmd_serve, help="answer clustering requests over HTTP",
+                 description="Serve the model over HTTP (FastAPI + uvicorn): POST /v1/cluster, GET /healthz, "
+                             "/readyz, /v1/model and /docs. One process holds one model; see docs/service.md.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=_count_arg(1), default=8000, help="port (default: %(default)s)")
+    from cactus.service import ServiceLimits
+
+    for f in fields(ServiceLimits):
+        p.add_argument("--" + f.name.replace("_", "-"), type=_count_arg(1), default=f.default, metavar="N",
+                       help=f"most {f.metadata['help']}; more answers 413 (default: %(default)s)")
+    p.add_argument("--batch-wait-ms", type=_count_arg(0), default=5, metavar="MS",
+                   help="how long a batch of concurrent requests waits for more before it encodes (default: "
+                        "%(default)s)")
+    p.add_argument("--no-batching", action="store_true", help="encode every request alone")
+    _add_model_args(p)
+
+
 def _add_evaluate(sub) -> None:
     p = _command(sub, "evaluate", cmd_evaluate,
                  help="score a model or a predictions file against labelled subsets",
-                 description="Print AMI, ARI, NMI, RI and best-match precision/recall/F1 (mean and 95%% "
-                             "confidence interval over subsets) of a model's predictions on IN, or of "
-                             "--predictions against IN.")
+                 description="Print AMI, ARI, NMI, RI and best-match, pairwise and B-cubed precision/recall/F1 "
+                             "(mean and 95%% confidence interval over subsets, clipped to the metric's range) of a "
+                             "model's predictions on IN, or of --predictions against IN.")
     p.add_argument("input", metavar="IN", help="labelled subsets (.jsonl, .csv or .parquet)")
     p.add_argument("--predictions", default=None, metavar="P",
                    help="score this predictions file instead of running a model")
@@ -608,7 +645,7 @@ def _add_tune_threshold(sub) -> None:
                              "the one that maximises the objective averaged over subsets.")
     p.add_argument("input", metavar="IN", help="labelled validation subsets")
     p.add_argument("--objective", type=_objective_arg, default="ami+ari",
-                   help="'+'-joined metrics to maximise: ami, ari, nmi, ri, precision, recall, f1 "
+                   help=f"'+'-joined metrics to maximise: {', '.join(METRICS)} "
                         "(default: %(default)s; the paper's is nmi+ami+ri+ari)")
     grid = (float(DEFAULT_GRID[0]), float(DEFAULT_GRID[-1]), round(float(DEFAULT_GRID[1] - DEFAULT_GRID[0]), 6))
     p.add_argument("--grid", type=float, nargs=3, default=grid, metavar=("START", "STOP", "STEP"),
@@ -679,7 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cactus {__version__}")
     parser.add_argument("--debug", action="store_true", help="on an error, show the traceback too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_data):
+    for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_data, _add_serve):
         add(sub)
     return parser
 

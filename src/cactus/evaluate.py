@@ -116,9 +116,10 @@ def _listed(values: list) -> str:
 
 def format_summary(summary: dict) -> str:
     """A table of mean and 95% confidence interval per metric."""
-    lines = [f"{'metric':<10} {'mean':>7}  95% CI", "-" * 34]
+    width = max(len("metric"), *map(len, summary))
+    lines = [f"{'metric':<{width}} {'mean':>7}  95% CI", "-" * (width + 26)]
     for name, s in summary.items():
-        lines.append(f"{name:<10} {s['mean']:7.4f}  [{s['ci_low']:.4f}, {s['ci_high']:.4f}]")
+        lines.append(f"{name:<{width}} {s['mean']:7.4f}  [{s['ci_low']:.4f}, {s['ci_high']:.4f}]")
     count = next(iter(summary.values()))["count"]
     lines.append(f"({count} subsets)")
     return "\n".join(lines)

@@ -226,8 +226,13 @@ class Cactus:
                 progress: bool = False) -> list[np.ndarray]:
         """Cluster ids, one (n_i,) int array per subset, numbered by first appearance. `threshold` and `cut`
         override the model's `threshold_` and `cut_` for this call; a `threshold` without a `cut` cuts there."""
+        return self.cluster_similarities(self.similarities(subsets, progress=progress), threshold, cut)
+
+    def cluster_similarities(self, similarities: Sequence[np.ndarray], threshold: float | None = None,
+                             cut: Cut | None = None) -> list[np.ndarray]:
+        """`predict` from the (n_i, n_i) similarity matrices of `similarities` (as `similarities` returns them)."""
         cut, t = self._cut_for(threshold, cut)
-        return [cut_cluster(s, cut, t) for s in self.similarities(subsets, progress=progress)]
+        return [cut_cluster(s, cut, t) for s in similarities]
 
     def describe(self, subsets: Sequence[Subset], threshold: float | None = None, cut: Cut | None = None,
                  n_terms: int = 5, progress: bool = False) -> list[SubsetDescription]:

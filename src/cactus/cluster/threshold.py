@@ -106,7 +106,8 @@ def _merge_prefix_sums(dendrogram: Dendrogram, codes: np.ndarray, emi_table: np.
     counts[np.arange(n), codes] = 1
     for m, (left, right) in enumerate(children):
         counts[n + m] = counts[left] + counts[right]
-    node = contingency_sums(counts[:, :, None], emi_table)  # every node as a one-cluster table, fields (2n - 1,)
+    node = contingency_sums(counts[:, :, None], emi_table, counts[:n].sum(axis=0))  # every node as a one-cluster
+    # table, fields (2n - 1,)
 
     def after_merges(value: np.ndarray) -> np.ndarray:  # an additive statistic, summed over the current clusters
         change = value[n:] - value[children[:, 0]] - value[children[:, 1]]
@@ -120,6 +121,8 @@ def _merge_prefix_sums(dendrogram: Dendrogram, codes: np.ndarray, emi_table: np.
         nij_sq=after_merges(node.nij_sq),
         emi=after_merges(node.emi),
         purity=after_merges(node.purity),
+        bcubed_precision=after_merges(node.bcubed_precision),
+        bcubed_recall=after_merges(node.bcubed_recall),
         # Every node made so far lies inside a current cluster, so max over current clusters = running max over nodes.
         inverse_purity=np.maximum.accumulate(np.vstack([counts[:n].max(axis=0), counts[n:]]), axis=0).sum(axis=1),
     )

@@ -1,4 +1,5 @@
-"""Per-subset clustering metrics (AMI, ARI, NMI, RI, best-match precision / recall / F1) and their summaries."""
+"""Per-subset clustering metrics (AMI, ARI, NMI, RI, best-match, pairwise and
+B-cubed precision / recall / F1) and their summaries."""
 
 from cactus.metrics.partition import (
     METRICS,

@@ -11,6 +11,10 @@ Metrics (all natural-log based, all equal to 1.0 for a perfect prediction):
 - ``precision``: purity, (1/n) * sum over predicted clusters of its largest overlap with any true cluster.
 - ``recall``: inverse purity, (1/n) * sum over true clusters of its largest overlap with any predicted cluster.
 - ``f1``: harmonic mean of precision and recall.
+- ``pair_precision``, ``pair_recall``, ``pair_f1``: over unordered entity pairs, the share of pairs put together that
+  belong together, and of pairs that belong together that were put together (1.0 when there is no such pair).
+- ``bcubed_precision``, ``bcubed_recall``, ``bcubed_f1``: the mean over entities of the share of its predicted
+  cluster in its true class, and of its true class in its predicted cluster (B-cubed, Bagga and Baldwin 1998).
 
 Degenerate subsets. Identical partitions score 1.0 on every metric by definition, including a single entity, one
 cluster against one cluster, and all-singletons against all-singletons. In the last case AMI is 0/0 (MI = E[MI] = H):
@@ -33,7 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METRICS = ("ami", "ari", "nmi", "ri", "precision", "recall", "f1")
+METRICS = ("ami", "ari", "nmi", "ri", "precision", "recall", "f1", "pair_precision", "pair_recall", "pair_f1",
+           "bcubed_precision", "bcubed_recall", "bcubed_f1")
+# Where each metric can lie: the chance-adjusted ones go below 0; confidence intervals are clipped to these.
+RANGES = {name: (-1.0, 1.0) if name in ("ami", "ari") else (0.0, 1.0) for name in METRICS}
 
 _EPS = np.finfo(np.float64).eps
 
@@ -92,6 +99,8 @@ class ContingencySums:
         emi: expected mutual information, sum_j E_table[b_j].
         purity: sum_j max_i n_ij (precision numerator).
         inverse_purity: sum_i max_j n_ij (recall numerator).
+        bcubed_precision: sum_j sum_i n_ij^2 / b_j (B-cubed precision numerator).
+        bcubed_recall: sum_ij n_ij^2 / a_i, a_i the true class sizes (B-cubed recall numerator).
     """
 
     n_clusters: np.ndarray
@@ -102,13 +111,16 @@ class ContingencySums:
     emi: np.ndarray
     purity: np.ndarray
     inverse_purity: np.ndarray
+    bcubed_precision: np.ndarray
+    bcubed_recall: np.ndarray
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
     return x * np.log(np.maximum(x, 1))  # 0 log 0 = 0; counts are integers, so log(max(x, 1)) is exact where x > 0
 
 
-def contingency_sums(tables: np.ndarray, emi_table: np.ndarray | None = None) -> ContingencySums:
+def contingency_sums(tables: np.ndarray, emi_table: np.ndarray | None = None,
+                     class_sizes: np.ndarray | None = None) -> ContingencySums:
     """`ContingencySums` of a batch of contingency tables over the same true classes.
 
     Args:
@@ -116,20 +128,25 @@ def contingency_sums(tables: np.ndarray, emi_table: np.ndarray | None = None) ->
             with different numbers of clusters can be padded.
         emi_table: `expected_mutual_info_table` of the true class sizes; by default that of the first table's row
             sums (pass it when the tables are parts of partitions, e.g. one cluster each).
+        class_sizes: (K,) the true class sizes; by default the first table's row sums (pass them with `emi_table`).
     """
     tables = np.asarray(tables, dtype=np.float64)
     b = tables.sum(axis=1)  # (P, J)
+    a = tables[0].sum(axis=1) if class_sizes is None else np.asarray(class_sizes, dtype=np.float64)
     if emi_table is None:
-        emi_table = expected_mutual_info_table(tables[0].sum(axis=1))
+        emi_table = expected_mutual_info_table(a)
+    squares = tables**2
     return ContingencySums(
         n_clusters=(b > 0).sum(axis=1).astype(np.float64),
         b_log_b=_xlogx(b).sum(axis=1),
         nij_log_nij=_xlogx(tables).sum(axis=(1, 2)),
         b_sq=(b**2).sum(axis=1),
-        nij_sq=(tables**2).sum(axis=(1, 2)),
+        nij_sq=squares.sum(axis=(1, 2)),
         emi=emi_table[b.astype(np.int64)].sum(axis=1),
         purity=tables.max(axis=1).sum(axis=1),
         inverse_purity=tables.max(axis=2).sum(axis=1),
+        bcubed_precision=(squares.sum(axis=1) / np.maximum(b, 1)).sum(axis=1),
+        bcubed_recall=(squares / np.maximum(a, 1)[None, :, None]).sum(axis=(1, 2)),
     )
 
 
@@ -188,9 +205,36 @@ def metrics_from_sums(class_sizes: np.ndarray, sums: ContingencySums) -> dict[st
         "ri": ri,
         "precision": precision,
         "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall),
+        "f1": _harmonic(precision, recall),
+        **_pairs_and_bcubed(a, sums),
     }
     return {name: np.where(identical, 1.0, value) for name, value in scores.items()}
+
+
+def _pairs_and_bcubed(class_sizes: np.ndarray, sums: ContingencySums) -> dict[str, np.ndarray]:
+    """Pairwise and B-cubed precision / recall / F1 (see the module docstring), each (P,)."""
+    a = class_sizes
+    n = a.sum()
+    # Unordered pairs: together in both / together in the prediction / together in the truth (each x 2).
+    together, pred_pairs, true_pairs = sums.nij_sq - n, sums.b_sq - n, (a**2).sum() - n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pair_precision = np.where(pred_pairs > 0, together / pred_pairs, 1.0)
+        pair_recall = np.where(true_pairs > 0, together / true_pairs, 1.0)
+    bcubed_precision, bcubed_recall = sums.bcubed_precision / n, sums.bcubed_recall / n
+    return {
+        "pair_precision": pair_precision,
+        "pair_recall": pair_recall,
+        "pair_f1": _harmonic(pair_precision, pair_recall),
+        "bcubed_precision": bcubed_precision,
+        "bcubed_recall": bcubed_recall,
+        "bcubed_f1": _harmonic(bcubed_precision, bcubed_recall),
+    }
+
+
+def _harmonic(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Harmonic mean, 0 where both are 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
 
 
 def contingency_metrics(tables: np.ndarray) -> dict[str, np.ndarray]:
@@ -238,8 +282,8 @@ def partition_metrics(
 def summarize(per_subset: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """Mean over subsets and its 95% confidence interval, for every metric.
 
-    The interval is the normal approximation mean +- 1.96 * sd / sqrt(k) over the k subsets, sd with ddof=1;
-    with k = 1 it has zero width.
+    The interval is the normal approximation mean +- 1.96 * sd / sqrt(k) over the k subsets, sd with ddof=1, clipped
+    to the metric's range (`RANGES`; a metric not listed is not clipped); with k = 1 it has zero width.
 
     Args:
         per_subset: one dict metric -> score per subset (as `partition_metrics` returns), all with the same keys.
@@ -258,5 +302,7 @@ def summarize(per_subset: list[dict[str, float]]) -> dict[str, dict[str, float]]
         k = len(values)
         mean = float(values.mean())
         half_width = 1.96 * float(values.std(ddof=1)) / math.sqrt(k) if k > 1 else 0.0
-        summary[name] = {"mean": mean, "ci_low": mean - half_width, "ci_high": mean + half_width, "count": k}
+        low, high = RANGES.get(name, (-math.inf, math.inf))
+        summary[name] = {"mean": mean, "ci_low": max(mean - half_width, low), "ci_high": min(mean + half_width, high),
+                         "count": k}
     return summary

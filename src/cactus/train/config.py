@@ -6,6 +6,7 @@ fields by `cactus.cli`) and the saved training record all read this one list.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from cactus.losses import LOSSES
@@ -56,6 +57,8 @@ class TrainingConfig:
     progress: bool = _option(True, "show a progress bar (main process only)", cli=False)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, _typed(f.name, getattr(self, f.name), f.type))
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         for name in ("batch_size", "epochs", "max_steps", "eval_every", "patience", "checkpoint_every"):
@@ -79,3 +82,28 @@ class TrainingConfig:
         if unknown:
             raise ValueError(f"unknown training config field(s): {sorted(unknown)}")
         return cls(**record)
+
+
+def _typed(name: str, value, annotation: str):
+    """`value` as the field's type ("float", "int | None", ...), or ValueError naming the field. Numbers written as
+    text are read as numbers (YAML reads `1e-4`, without a dot, as text); a bool is not a number."""
+    kind, *rest = [k.strip() for k in annotation.split("|")]
+    if value is None and "None" in rest:
+        return None
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind in ("int", "float") and not isinstance(value, bool):
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            if kind == "float":
+                return float(value)
+            if float(value).is_integer():
+                return int(value)
+    expected = {"int": "a whole number", "float": "a finite number", "bool": "true or false", "str": "text"}[kind]
+    raise ValueError(f"field {name!r} must be {expected}{' or null' if rest else ''}, got {value!r}")
