@@ -1,7 +1,9 @@
 """The HTTP service on a real uvicorn server on a loopback port, started and stopped by the test."""
 
 import json
+import signal
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import sys
@@ -23,11 +25,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_backbone):
+def start(backbone, *extra):
+    """A `cactus serve` process on a free loopback port, ready; (process, url)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cactus.cli", "serve", "--model", tiny_backbone, "--threshold",
-                             "0.5", "--port", str(port), *LIMITS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "cactus.cli", "serve", "--model", backbone, "--threshold", "0.5",
+                             "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -42,6 +44,12 @@ def server(tiny_backbone):
     else:
         proc.kill()
         pytest.fail("the server did not get ready in 120 s")
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def server(tiny_backbone):
+    proc, url = start(tiny_backbone, *LIMITS)
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -119,3 +127,28 @@ def test_limits_and_malformed_bodies_are_named(server, body, status, message):
     got, answer = call(server, "/v1/cluster", body)
     assert got == status and message in answer["error"], answer
     assert call(server, "/healthz")[0] == 200  # and the server goes on
+
+
+def test_metrics_count_requests_and_batches(server):
+    call(server, "/v1/cluster", {"subsets": SUBSETS[:1]})
+    with urllib.request.urlopen(server + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    assert 'cactus_requests_total{path="/v1/cluster",status="200"}' in text
+    assert "cactus_batch_entities_count" in text and "cactus_request_seconds_bucket" in text
+
+
+def test_shutdown_finishes_the_requests_in_flight(tiny_backbone):
+    proc, url = start(tiny_backbone)
+    texts = [f"item {i} of the catalogue, model {i % 97}" for i in range(20)]
+    body = {"subsets": [{"id": i, "texts": texts} for i in range(1000)]}
+    answer = {}
+    sender = threading.Thread(target=lambda: answer.update(zip(("status", "body"), call(url, "/v1/cluster", body))))
+    sender.start()
+    time.sleep(1.0)
+    assert sender.is_alive(), "the request finished before the shutdown: make it larger"
+    proc.send_signal(signal.SIGTERM)
+    sender.join(timeout=120)
+    assert answer["status"] == 200 and len(answer["body"]["subsets"]) == 1000
+    # uvicorn shuts down, then re-raises the signal it caught, as a process ended by SIGTERM should
+    assert proc.wait(timeout=60) == -signal.SIGTERM
+    assert "Finished server process" in proc.stdout.read().decode()

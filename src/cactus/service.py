@@ -5,6 +5,7 @@
     GET  /healthz     200 while the process answers
     GET  /readyz      200 once the model is loaded, 503 before
     GET  /v1/model    backbone, attention, token limit, threshold, cut, versions
+    GET  /metrics     Prometheus metrics: requests by path and status, their latency, batches and their sizes
     GET  /openapi.json, /docs   the schema (FastAPI's)
 
 Requests are checked before any work, with the same rules as the files `cactus predict` reads (`Subset`): a body over
@@ -25,6 +26,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from cactus.model import Cactus
 
 logger = logging.getLogger("cactus.service")
+PATHS = ("/v1/cluster", "/healthz", "/readyz", "/v1/model", "/metrics")
 
 
 @dataclass(frozen=True)
@@ -136,17 +139,17 @@ def _schemas():
 class MicroBatcher:
     """Encodes the subsets of concurrent requests together.
 
-    A request queues its subsets and awaits its similarity matrices. One loop takes the first waiting request, adds
-    the requests that arrive within `wait` seconds (or are already waiting) up to `max_entities` entities, encodes
-    them in one call in a worker thread, and hands each request its part. `wait` = None turns batching off: every
+    A request queues its subsets and awaits its similarity matrices. One loop takes the first waiting request, waits
+    `wait` seconds, adds the requests waiting then (up to `max_entities` entities), encodes them in one call in a
+    worker thread, and hands each request its part. `wait` = None turns batching off: every
     request is encoded alone. Batches run one at a time.
     """
 
     def __init__(self, encode: Callable[[list[Subset]], list], wait: float | None = 0.005,
-                 max_entities: int = 4096):
+                 max_entities: int = 4096, on_batch: Callable[[int, int], None] | None = None):
         self.encode, self.wait, self.max_entities = encode, wait, max_entities
+        self.on_batch = on_batch  # called with (requests, entities) of every batch encoded
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.batches = 0
 
     async def similarities(self, subsets: list[Subset]) -> list:
         future = asyncio.get_running_loop().create_future()
@@ -166,7 +169,8 @@ class MicroBatcher:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            self.batches += 1
+            if self.on_batch is not None:
+                self.on_batch(len(batch), sum(map(len, subsets)))
             start = 0
             for part, future in batch:
                 if not future.done():  # a request whose client left is cancelled
@@ -177,18 +181,42 @@ class MicroBatcher:
         batch = [await self.queue.get()]
         if self.wait is None:
             return batch
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.wait
+        await asyncio.sleep(self.wait)  # let concurrent requests arrive; then take what waits, without racing a get
         entities = sum(map(len, batch[0][0]))
-        while entities < self.max_entities:
-            try:
-                item = self.queue.get_nowait() if self.queue.qsize() else await asyncio.wait_for(
-                    self.queue.get(), max(deadline - loop.time(), 0))
-            except asyncio.TimeoutError:
-                break
-            batch.append(item)
-            entities += sum(map(len, item[0]))
+        while entities < self.max_entities and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+            entities += sum(map(len, batch[-1][0]))
         return batch
+
+
+class ServiceMetrics:
+    """The service's Prometheus metrics, in a registry of its own (one per app)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("cactus_requests", "HTTP requests answered", ["path", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("cactus_request_seconds", "time to answer an HTTP request", ["path"],
+                                 registry=self.registry)
+        self.batch_requests = Histogram("cactus_batch_requests", "requests encoded together in one batch",
+                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+        self.batch_entities = Histogram("cactus_batch_entities", "entities encoded in one batch",
+                                        buckets=(1, 10, 30, 100, 300, 1000, 3000, 10000), registry=self.registry)
+
+    def batch(self, requests: int, entities: int) -> None:
+        self.batch_requests.observe(requests)
+        self.batch_entities.observe(entities)
+
+    def answered(self, path: str, status: int, seconds: float) -> None:
+        self.requests.labels(path, str(status)).inc()
+        self.latency.labels(path).observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 class ClusterService:
@@ -198,7 +226,8 @@ class ClusterService:
                  batch_wait: float | None):
         self.model, self.limits, self.cut, self.threshold = model, limits, cut, threshold
         self.ready = False
-        self.batcher = MicroBatcher(model.similarities, batch_wait)
+        self.metrics = ServiceMetrics()
+        self.batcher = MicroBatcher(model.similarities, batch_wait, on_batch=self.metrics.batch)
 
     def load(self) -> None:
         self.model.tokenizer  # loads the encoder and tokenizer
@@ -231,8 +260,7 @@ def create_app(model: "Cactus", limits: ServiceLimits = ServiceLimits(), cut: Cu
     see `MicroBatcher` (None: no batching)."""
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI
 
     ClusterRequest, ClusterResponse = _schemas()
     service = ClusterService(model, limits, cut, threshold, batch_wait)
@@ -247,18 +275,38 @@ def create_app(model: "Cactus", limits: ServiceLimits = ServiceLimits(), cut: Cu
     app = FastAPI(title="cactus", version=__version__, lifespan=lifespan,
                   description="Context-aware clustering of entity subsets.")
     app.state.service = service
+    _add_routes(app, service, ClusterRequest, ClusterResponse)
+    return app
+
+
+def _add_routes(app, service: ClusterService, ClusterRequest, ClusterResponse) -> None:
+    from fastapi import Request, Response
+    from fastapi.responses import JSONResponse
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        path = request.url.path if request.url.path in PATHS else "other"  # bounded label values
+        service.metrics.answered(path, response.status_code, time.perf_counter() - start)
+        return response
 
     @app.get("/healthz")
     async def healthz():
         return {"status": "ok"}
 
+    @app.get("/readyz")
+    async def readyz():
+        return {"status": "ready"} if service.ready else JSONResponse({"status": "loading"}, status_code=503)
+
     @app.get("/v1/model")
     async def model_info():
         return service.describe()
 
-    @app.get("/readyz")
-    async def readyz():
-        return {"status": "ready"} if service.ready else JSONResponse({"status": "loading"}, status_code=503)
+    @app.get("/metrics")
+    async def metrics():
+        body, media_type = service.metrics.exposition()
+        return Response(body, media_type=media_type)
 
     @app.post("/v1/cluster", response_model=ClusterResponse, openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": ClusterRequest.model_json_schema()}}}})
@@ -275,8 +323,6 @@ def create_app(model: "Cactus", limits: ServiceLimits = ServiceLimits(), cut: Cu
         request_id = uuid.uuid4().hex[:12]
         logger.error("request %s: %s %s failed", request_id, request.method, request.url.path, exc_info=error)
         return JSONResponse({"error": "internal error", "request_id": request_id}, status_code=500)
-
-    return app
 
 
 def serve(app, host: str, port: int) -> None:
