@@ -209,7 +209,7 @@ def _cut_and_threshold(model, args) -> tuple[Cut, float | None]:
     return cut, threshold
 
 
-def _describe(cut: Cut, threshold: float | None) -> str:
+def _cut_words(cut: Cut, threshold: float | None) -> str:
     return f"threshold {threshold:.3f}" if cut.rule == "threshold" else f"the {cut.describe()}"
 
 
@@ -328,7 +328,7 @@ def cmd_predict(args) -> int:
     elapsed = time.perf_counter() - start
     write_subsets(args.output, out)
     n = sum(len(s) for s in subsets)
-    _say(args, f"clustered {len(subsets)} subsets ({n} entities) at {_describe(cut, threshold)} in "
+    _say(args, f"clustered {len(subsets)} subsets ({n} entities) at {_cut_words(cut, threshold)} in "
                f"{elapsed:.1f} s ({n / max(elapsed, 1e-9):.0f} entities/s); wrote {args.output}")
     return 0
 

@@ -159,7 +159,8 @@ class Cactus:
         batches = token_batches([len(s) for s in subsets], [sum(map(len, x)) for x in per_subset], self.batch_tokens)
         with torch.inference_mode():
             for idx in tqdm(batches, desc="encoding", unit="batch", disable=not progress):
-                batch = SubsetBatch.from_token_ids([x for i in idx for x in per_subset[i]], [len(subsets[i]) for i in idx])
+                batch = SubsetBatch.from_token_ids([x for i in idx for x in per_subset[i]],
+                                                   [len(subsets[i]) for i in idx])
                 emb = self._encoder(batch.to(self.device)).float().cpu().numpy()
                 for row, i in enumerate(idx):
                     out[i] = emb[row, : len(subsets[i])]
@@ -238,11 +239,9 @@ class Cactus:
                  n_terms: int = 5, progress: bool = False) -> list[SubsetDescription]:
         """`predict`, with every cluster described (name, size, members, representative, top terms) and every
         entity's cohesion: one `cactus.cluster.SubsetDescription` per subset (see `cactus.cluster.describe`)."""
-        cut, t = self._cut_for(threshold, cut)
-        out = []
-        for s, sim in zip(subsets, self.similarities(subsets, progress=progress)):
-            out.append(describe_subset(s.texts, sim, cut_cluster(sim, cut, t), n_terms))
-        return out
+        sims = self.similarities(subsets, progress=progress)
+        clusters = self.cluster_similarities(sims, threshold, cut)
+        return [describe_subset(s.texts, sim, ids, n_terms) for s, sim, ids in zip(subsets, sims, clusters)]
 
     def _cut_for(self, threshold: float | None, cut: Cut | None) -> tuple[Cut, float | None]:
         cut = cut or (Cut() if threshold is not None else self.cut_)

@@ -34,8 +34,9 @@ class SetEncoder(nn.Module):
     - "fia": full inter-entity attention. The real tokens of a subset are packed into one sequence and run through the
       stock model. Absolute-position backbones (BERT) get position ids restarting in every entity (at 0, or at the
       padding index + 1 for the RoBERTa family, as their own convention), so hundreds of entities fit under
-      `max_position_embeddings` and the entities' order does not matter. Relative-position backbones (T5) keep the concatenation's own relative
-      positions, as the paper's code does: order matters, but distances saturate at `relative_attention_max_distance`.
+      `max_position_embeddings` and the entities' order does not matter. Relative-position backbones (T5) keep the
+      concatenation's own relative positions, as the paper's code does: order matters, but distances saturate at
+      `relative_attention_max_distance`.
     - "sia": scalable inter-entity attention (see `cactus.encoder.attention`): every entity's tokens attend to its own
       tokens and to one mean key/value per other entity of the subset, in every layer. The packed tokens run as
       (T, 1) rows in one call, positions restarting in every entity as in FIA.

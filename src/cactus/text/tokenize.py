@@ -73,9 +73,9 @@ class SubsetBatch:
         L = self.runs[-1][0]
         ids = torch.full((B * N, L), pad_id, dtype=torch.long, device=self.input_ids.device)
         mask = torch.zeros_like(ids)
-        entity = torch.repeat_interleave(self.entity_slot, self.lengths())
-        ids[entity, self.positions()] = self.input_ids
-        mask[entity, self.positions()] = 1
+        entity, place = torch.repeat_interleave(self.entity_slot, self.lengths()), self.positions()
+        ids[entity, place] = self.input_ids
+        mask[entity, place] = 1
         return ids.view(B, N, L), mask.view(B, N, L)
 
     def to(self, device: torch.device | str) -> "SubsetBatch":
