@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cactus.cli import EXIT_CODES, main
+from cactus.cli import main
+from cactus.cli_args import EXIT_CODES
 from cactus.data import Subset, read_subsets, write_subsets
 from cactus.metrics import METRICS
 from conftest import EXAMPLES, SHARED_DATA

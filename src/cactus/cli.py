@@ -7,7 +7,6 @@ it loads any weights or does any work; every error ends it with one line, `error
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -17,7 +16,6 @@ import sys
 import tempfile
 import time
 import traceback
-import typing
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -34,34 +32,25 @@ if __name__ == "__main__" or Path(sys.argv[0]).name == "cactus":
 import numpy as np  # noqa: E402
 
 from cactus.atomic import recover_dir, write_text  # noqa: E402
-from cactus.cluster import CRITERIA, CUTS, DEFAULT_GRID, Cut, check_threshold, parse_objective  # noqa: E402
-from cactus.cluster.cut import DEFAULT_BAND  # noqa: E402
+from cactus.cluster import Cut  # noqa: E402
 from cactus.config import CONFIG_NAME, ModelFormatError  # noqa: E402
 from cactus.data import SubsetFormatError, read_subsets, write_subsets  # noqa: E402
 from cactus.data.io import check_layout, layout_of  # noqa: E402
 from cactus.data.subsets import require_labels  # noqa: E402
 from cactus.data.tables import one_line  # noqa: E402
-from cactus.encoder import ATTENTION_MODES  # noqa: E402
-from cactus.losses import LOSSES  # noqa: E402
-from cactus.metrics import METRICS  # noqa: E402
-from cactus.selfsup import AUGMENTATIONS  # noqa: E402
 from cactus.train.config import TrainingConfig  # noqa: E402
-from cactus.version import __version__  # noqa: E402
+from cactus.cli_args import (  # noqa: E402
+    EXIT_DATA,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_MODEL,
+    EXIT_USAGE,
+    build_parser,
+)
 
 logger = logging.getLogger("cactus")
 
-DEFAULT_DATA_DIR = "../shared/data"
-EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_MODEL, EXIT_IO, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
-EXIT_CODES = {
-    0: "done",
-    EXIT_INTERNAL: "internal error: a bug in cactus (--debug shows where; please report it)",
-    EXIT_USAGE: "usage: an option is wrong, or an output cannot or must not be written (checked before any work)",
-    EXIT_DATA: "data: an input file is missing, unreadable or malformed (the message names file, line, subset, "
-               "entity)",
-    EXIT_MODEL: "model: a model folder or encoder cannot be found or loaded",
-    EXIT_IO: "the system refused a write or a read while working (disk full, permissions)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C); files already written are whole, no half-written file is left",
-}
 # What a training --out holds once a run has started there (the trainer's files).
 RUN_FILES = ("train_log.jsonl", "checkpoint", ".checkpoint.old", ".checkpoint.tmp", "best", "training_config.json",
              "summary.json")
@@ -120,72 +109,6 @@ def _load_weights(model, args) -> None:
         model.encoder
     except Exception as e:  # transformers and safetensors raise many kinds for a damaged or absent encoder
         raise CommandError(f"--model {args.model}: cannot load the encoder ({one_line(e)})", EXIT_MODEL) from None
-
-
-def _threshold_arg(text: str) -> float:
-    try:
-        return check_threshold(text, "--threshold")
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _objective_arg(text: str) -> str:
-    try:
-        parse_objective(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-def _count_arg(least: int):
-    """An argparse type: a whole number >= `least`."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < least:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _choices_help(choices: dict[str, str]) -> str:
-    return "; ".join(f"{name} = {what}" for name, what in choices.items())
-
-
-def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
-    p.add_argument("--model", default="default", metavar="M",
-                   help="a saved cactus model folder, 'default' (all-MiniLM-L6-v2, offline, with its shipped "
-                        "threshold), or any Hugging Face encoder name or folder (default: %(default)s)")
-    if threshold:
-        p.add_argument("--threshold", type=_threshold_arg, default=None, metavar="T",
-                       help="cut every subset at T: clusters merge while their average cosine similarity is at "
-                            "least T, in [-1, 1] (the threshold cut, unless --cut says otherwise; with --cut "
-                            "adaptive, T is its fallback)")
-        p.add_argument("--cut", choices=list(CUTS), default=None,
-                       help=f"override the model's cut: {_choices_help(CUTS)} (default: the model's)")
-        p.add_argument("--cut-criterion", choices=list(CRITERIA), default=None,
-                       help=f"the adaptive cut's criterion: {_choices_help(CRITERIA)} (default: the model's, "
-                            "else silhouette)")
-        p.add_argument("--cut-band", type=_threshold_arg, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                       help="the thresholds whose cuts the adaptive cut chooses among (default: the model's, else "
-                            f"{DEFAULT_BAND[0]} {DEFAULT_BAND[1]})")
-    p.add_argument("--max-tokens", type=_count_arg(2), default=None, metavar="K",
-                   help="token limit per entity, special tokens included; longer texts are cut and counted "
-                        "(default: the model's, 64 for a bare encoder)")
-    p.add_argument("--attention", choices=list(ATTENTION_MODES), default=None,
-                   help="how the entities of a subset see each other while encoded: "
-                        f"{_choices_help(ATTENTION_MODES)} (default: the model's; nia for a bare encoder)")
-    p.add_argument("--allow-attention-change", action="store_true",
-                   help="run a trained model with another --attention than it was trained with (it warns: its "
-                        "weights and threshold were fitted for its own)")
-    p.add_argument("--batch-tokens", type=_count_arg(1), default=8192, metavar="T",
-                   help="real tokens per forward pass (whole subsets together, nothing padded); lower it to save "
-                        "memory (default: %(default)s)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
-    _common(p)
 
 
 def _cut_and_threshold(model, args) -> tuple[Cut, float | None]:
@@ -545,180 +468,8 @@ def _say(args, msg: str) -> None:
         print(msg, file=sys.stderr)
 
 
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
-    # SUPPRESS: a subcommand's default must not undo `cactus --debug COMMAND`
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="on an error, show the traceback too")
-
-
-def _command(sub, name: str, func, **texts) -> argparse.ArgumentParser:
-    """A subcommand `name` that runs `func(args)`; `texts` are its help and description."""
-    p = sub.add_parser(name, **texts)
-    p.set_defaults(func=func)
-    return p
-
-
-def _add_training_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per `TrainingConfig` field (--max-steps for max_steps), with its help text and default; a flag left
-    out keeps the --config file's value, else the field's default."""
-    hints = typing.get_type_hints(TrainingConfig)
-    for f in fields(TrainingConfig):
-        if not f.metadata["cli"]:
-            continue
-        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
-        kind = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
-        help_text = f"{f.metadata['help']} (default: {'none' if f.default is None else f.default})"
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif f.name == "loss":
-            p.add_argument(flag, choices=list(LOSSES), default=None, help=help_text)
-        else:
-            p.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
-
-
-def _add_training_args(p: argparse.ArgumentParser, train_help: str, val_help: str, val_required: bool) -> None:
-    p.add_argument("--train", required=True, metavar="T", help=train_help)
-    p.add_argument("--val", required=val_required, default=None, metavar="V", help=val_help)
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="run folder: training log, checkpoint, and the best model in DIR/best")
-    p.add_argument("--config", default=None, metavar="CFG",
-                   help="training config file (.json, .yaml) with TrainingConfig fields; flags override it")
-    _add_training_flags(p)
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start afresh in an --out that holds a run, removing that run's log, checkpoint and best "
-                        "model (without it, or --resume, such an --out is refused)")
-    _add_model_args(p, threshold=False)
-
-
-def _add_predict(sub) -> None:
-    p = _command(sub, "predict", cmd_predict, help="cluster every subset of a file",
-                 description="Cluster every subset of IN and write it to OUT, in the format its suffix names: "
-                             "every input field kept, rows in input order, and the integer cluster ids added as "
-                             "'cluster_ids' (JSONL) or a 'cluster_id' column (CSV, Parquet).")
-    p.add_argument("input", metavar="IN", help="subsets to cluster (.jsonl, .csv or .parquet); labels ignored")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the predictions")
-    p.add_argument("--describe", action="store_true",
-                   help="also describe the clusters: in JSONL a 'clusters' list per subset (id, name, size, members, "
-                        "representative, top_terms) and a 'cohesion' list; in a table 'cluster_name' and 'cohesion' "
-                        "columns (docs/io.md)")
-    _add_model_args(p)
-
-
-def _add_serve(sub) -> None:
-    p = _command(sub, "serve", cmd_serve, help="answer clustering requests over HTTP",
-                 description="Serve the model over HTTP (FastAPI + uvicorn): POST /v1/cluster, GET /healthz, "
-                             "/readyz, /v1/model and /docs. One process holds one model; see docs/service.md.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=_count_arg(1), default=8000, help="port (default: %(default)s)")
-    from cactus.service import ServiceLimits
-
-    for f in fields(ServiceLimits):
-        p.add_argument("--" + f.name.replace("_", "-"), type=_count_arg(1), default=f.default, metavar="N",
-                       help=f"most {f.metadata['help']}; more answers 413 (default: %(default)s)")
-    p.add_argument("--batch-wait-ms", type=_count_arg(0), default=5, metavar="MS",
-                   help="how long a batch of concurrent requests waits for more before it encodes (default: "
-                        "%(default)s)")
-    p.add_argument("--no-batching", action="store_true", help="encode every request alone")
-    _add_model_args(p)
-
-
-def _add_evaluate(sub) -> None:
-    p = _command(sub, "evaluate", cmd_evaluate,
-                 help="score a model or a predictions file against labelled subsets",
-                 description="Print AMI, ARI, NMI, RI and best-match, pairwise and B-cubed precision/recall/F1 "
-                             "(mean and 95%% confidence interval over subsets, clipped to the metric's range) of a "
-                             "model's predictions on IN, or of --predictions against IN.")
-    p.add_argument("input", metavar="IN", help="labelled subsets (.jsonl, .csv or .parquet)")
-    p.add_argument("--predictions", default=None, metavar="P",
-                   help="score this predictions file instead of running a model")
-    p.add_argument("--report", default=None, metavar="R.json", help="write the full report (per subset too)")
-    _add_model_args(p)
-
-
-def _add_tune_threshold(sub) -> None:
-    p = _command(sub, "tune-threshold", cmd_tune_threshold,
-                 help="choose the clustering threshold on labelled validation subsets",
-                 description="Cluster IN at every threshold of a grid (one linkage per subset) and pick "
-                             "the one that maximises the objective averaged over subsets.")
-    p.add_argument("input", metavar="IN", help="labelled validation subsets")
-    p.add_argument("--objective", type=_objective_arg, default="ami+ari",
-                   help=f"'+'-joined metrics to maximise: {', '.join(METRICS)} "
-                        "(default: %(default)s; the paper's is nmi+ami+ri+ari)")
-    grid = (float(DEFAULT_GRID[0]), float(DEFAULT_GRID[-1]), round(float(DEFAULT_GRID[1] - DEFAULT_GRID[0]), 6))
-    p.add_argument("--grid", type=float, nargs=3, default=grid, metavar=("START", "STOP", "STEP"),
-                   help="threshold grid, inclusive (default: %s %s %s)" % grid)
-    p.add_argument("--choose-cut", action="store_true",
-                   help="also choose between the threshold and the adaptive cut (criterion and band) by the same "
-                        "objective; --save-to then saves the chosen cut")
-    p.add_argument("--curve", default=None, metavar="C.json", help="write the whole curve as JSON")
-    p.add_argument("--save-to", default=None, metavar="DIR", help="save the model with the chosen threshold")
-    _add_model_args(p, threshold=False)
-
-
-def _add_train(sub) -> None:
-    p = _command(sub, "train", cmd_train, help="train the encoder on labelled subsets",
-                 description="Fine-tune the encoder on labelled training subsets; every validation tunes the "
-                             "threshold and the best model is kept with it in OUT/best. Runs under "
-                             "'torchrun --nproc_per_node K' unchanged.")
-    p.add_argument("--pretrained-from", default=None, metavar="DIR",
-                   help="start from this model folder (e.g. the OUT/best of 'cactus pretrain'), and its s0")
-    _add_training_args(p, "labelled training subsets", "labelled validation subsets", val_required=True)
-
-
-def _add_pretrain(sub) -> None:
-    p = _command(sub, "pretrain", cmd_pretrain, help="self-supervised pretraining on synthetic clusterings",
-                 description="Pretrain the encoder on synthetic subsets made from the unique texts of T: each "
-                             "cluster is copies of one seed text, changed by --augmentation. The paper "
-                             "pretrained at --lr 1e-4.")
-    p.add_argument("--subsets-per-epoch", type=int, default=8000, help="synthetic subsets per epoch (default: 8000)")
-    p.add_argument("--augmentation", default="word_drop", choices=list(AUGMENTATIONS),
-                   help="how a cluster's members are made from its seed text (default: word_drop, the paper's)")
-    _add_training_args(p, "subsets whose texts form the pool (labels unused)",
-                       "labelled validation subsets (default: synthetic ones from the same pool)", val_required=False)
-
-
-def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="benchmark data")
-    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    b = dsub.add_parser("build", help="build the benchmark subset families from the raw datasets",
-                        description="Build train/val/test JSONL subset families from the raw public datasets, "
-                                    "deterministically from --seed, and print their statistics.")
-    b.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="raw datasets folder (default: %(default)s)")
-    b.add_argument("--out", default="data/benchmark", help="output folder (default: %(default)s)")
-    b.add_argument("--families", nargs="+", default=None, metavar="F", help="families to build (default: all)")
-    b.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    b.add_argument("--n-train", type=int, default=2000, help="training subsets per family (default: %(default)s)")
-    b.add_argument("--n-val", type=int, default=200, help="validation subsets per family (default: %(default)s)")
-    b.add_argument("--n-test", type=int, default=500, help="test subsets per family (default: %(default)s)")
-    _common(b)
-    b.set_defaults(func=cmd_data_build)
-
-
-class _Parser(argparse.ArgumentParser):
-    """Option errors in one line, with the usage exit code."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message} (see '{self.prog} --help')\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    codes = "\n".join(f"  {code:<4} {what}" for code, what in EXIT_CODES.items())
-    parser = _Parser(
-        prog="cactus", description="Context-aware supervised clustering of entity subsets.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Subsets are JSONL (one {\"id\", \"texts\", \"labels\"} object per line) or a long CSV/Parquet table\n"
-               "with columns subset_id, text, label. Predictions keep every input field and row order and add\n"
-               "'cluster_ids' (a 'cluster_id' column); see docs/io.md.\n\n"
-               f"Every error is one line 'error: ...'. Exit codes:\n{codes}")
-    parser.add_argument("--version", action="version", version=f"cactus {__version__}")
-    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback too")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_data, _add_serve):
-        add(sub)
-    return parser
+COMMANDS = {"predict": cmd_predict, "serve": cmd_serve, "evaluate": cmd_evaluate, "tune-threshold": cmd_tune_threshold,
+            "train": cmd_train, "pretrain": cmd_pretrain, "data build": cmd_data_build}
 
 
 def _error_line(error: Exception) -> tuple[int, str]:
@@ -744,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        return args.func(args)
+        return COMMANDS[args.run](args)
     except KeyboardInterrupt:
         if args.debug:
             traceback.print_exc()
