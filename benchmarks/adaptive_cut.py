@@ -238,7 +238,7 @@ def main() -> None:
     sizes = (args.bench, args.val_subsets, args.test_subsets)
     models = {}
     if args.pretrained:
-        emb = Embedded(Cactus.from_pretrained("default", device="cpu"), *sizes)
+        emb = Embedded(Cactus.from_pretrained("context-free", device="cpu"), *sizes)
         models["pretrained encoder (default model), leave one family out"] = run_model(
             emb, pretrained_tests(emb, tuple(args.families)),
             "The shipped default encoder; on each family its threshold comes from the other families.")

@@ -7,11 +7,11 @@ the unsupervised baselines (e) k-means and (f) spectral clustering with k chosen
 distance, trying k = 2 .. min(n - 1, k_max). k_max is 15 unless `--k-max` says otherwise: subsets have 10 to 50
 entities and 3 to 10 true clusters, except `product_same`, whose singleton offers give 5 to 41 (more than 15 in
 about half of its test subsets, where the cap rules out the true k).
-Writes JSON, Markdown tables and a plot of the validation curves; `--write-default` also stores (b) as the default
-model's threshold.
+Writes JSON, Markdown tables and a plot of the validation curves; `--write-context-free` also stores (b) as the
+shipped context-free model's threshold.
 
     cactus data build --out data/benchmark
-    python benchmarks/baseline.py --bench data/benchmark --write-default
+    python benchmarks/baseline.py --bench data/benchmark --write-context-free
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from cactus.data import read_subsets
 from cactus.data.benchmarks import FAMILIES
 from cactus.evaluate import evaluate_predictions
 
-DEFAULT_MODEL_FILE = Path(cactus.config.__file__).parent / cactus.config.DEFAULT_MODEL_FILE
+CONTEXT_FREE = cactus.config.packaged_model("context-free")  # the shipped model whose threshold this tunes
 K_MAX = 15  # largest k the silhouette baselines try, by default
 # Test-set columns: record key -> table heading. The first two cut the average-link tree at a threshold.
 COLUMNS = {
@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/cache", help="embedding cache folder")
     ap.add_argument("--k-max", type=int, default=K_MAX,
                     help="largest k the silhouette baselines try (0: no cap, up to n - 1)")
-    ap.add_argument("--write-default", action="store_true",
+    ap.add_argument("--write-context-free", action="store_true",
                     help="store the all-families threshold as the default model's threshold")
     args = ap.parse_args()
 
@@ -133,7 +133,7 @@ def main() -> None:
         "command": "python benchmarks/baseline.py " + " ".join(
             [f"--bench {args.bench}", f"--families {' '.join(args.families)}", f"--out {args.out}",
              f"--k-max {args.k_max}"]
-            + (["--write-default"] if args.write_default else [])),
+            + (["--write-context-free"] if args.write_context_free else [])),
         "model": {"backbone": model.config.backbone, "attention": model.config.attention,
                   "max_tokens": model.config.max_tokens, "pooling": "mean, L2-normalised"},
         "objective": pooled.objective,
@@ -150,8 +150,8 @@ def main() -> None:
     }
     write_record(args.out, record, markdown_table(record), plot_curves)
     print(markdown_table(record))
-    if args.write_default:
-        write_default(model, pooled, record)
+    if args.write_context_free:
+        write_context_free(model, pooled, record)
 
 
 def markdown_table(record: dict) -> str:
@@ -220,20 +220,18 @@ def plot_curves(record: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def write_default(model: Cactus, pooled: ThresholdCurve, record: dict) -> None:
-    """Give the default model the threshold tuned on all families together, through the one writer of thresholds,
-    and store its config where `cactus.config.default_model_config` reads it."""
+def write_context_free(model: Cactus, pooled: ThresholdCurve, record: dict) -> None:
+    """Give the shipped context-free model the threshold tuned on all families together, through the one writer of
+    thresholds, and store it in that model's folder (its cut and the cut's record, from benchmarks/adaptive_cut.py,
+    stay as they are)."""
     fams = record["families"]
     model.adopt_threshold(pooled, ThresholdProvenance(
         subsets=sum(r["val_subsets"] for r in fams.values()),
         tuned_on=f"validation subsets of {', '.join(fams)} together", command=record["command"], date=record["date"]))
-    shipped = ("backbone", "attention", "max_tokens", "threshold", "objective", "threshold_provenance")
-    meta = json.loads(DEFAULT_MODEL_FILE.read_text())  # the cut and its record come from benchmarks/adaptive_cut.py
-    meta["config"] = ({k: getattr(model.config, k) for k in shipped}
-                      | {k: meta["config"][k] for k in ("cut", "cut_provenance")})
-    DEFAULT_MODEL_FILE.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote the default threshold {model.threshold_:.2f} to {DEFAULT_MODEL_FILE}")
-
+    shipped = Cactus.from_pretrained(CONTEXT_FREE)
+    shipped.adopt_threshold(model.threshold_, ThresholdProvenance(**model.config.threshold_provenance))
+    shipped.save_pretrained(CONTEXT_FREE)
+    print(f"wrote the context-free model's threshold {model.threshold_:.2f} to {CONTEXT_FREE}")
 
 if __name__ == "__main__":
     main()

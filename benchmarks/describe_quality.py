@@ -95,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = Cactus.from_pretrained("default", device="cpu")
+    model = Cactus.from_pretrained("context-free", device="cpu")
     families = {f: family_scores(model, read_subsets(Path(args.bench) / f / "test.jsonl")[: args.per_family])
                 for f in FAMILIES}
     for f, r in families.items():

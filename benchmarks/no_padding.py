@@ -15,7 +15,7 @@ Measured:
    through each implementation's own batching (`embed` for cactus, NIA and SIA; `encode` for sentence-transformers).
    Positions do not depend on the weights, so the count runs a tiny random BERT with the default tokenizer. SIA's
    summary keys are not positions: they add one key per entity in the attention only.
-2. Prediction: `Cactus.from_pretrained("default", attention=mode).predict` (embedding + the default model's cut) on
+2. Prediction: `Cactus.from_pretrained("context-free", attention=mode).predict` (embedding + that model's cut) on
    the first --per-family test subsets of every family, beside `encode` on the same texts. One warm-up call each,
    then --repeats rounds; in each round every (implementation, mode) runs once, in an order rotated from round to
    round. Entities/s of a round = entities / time of the call; reported: the median over rounds.
@@ -120,7 +120,7 @@ def _predict_setup(state, impl: str, modes: list[str], files: list[str], per_fam
     else:
         from cactus import Cactus
 
-        state["models"] = {m: Cactus.from_pretrained("default", attention=m, device="cpu") for m in modes}
+        state["models"] = {m: Cactus.from_pretrained("context-free", attention=m, device="cpu") for m in modes}
     for mode in modes:
         _predict(state, mode)  # warm-up
     return len(state["texts"])

@@ -53,7 +53,6 @@ from provenance import machine_info
 from cactus import Cactus
 from cactus.data import read_subsets
 from cactus.encoder import ATTENTION_MODES
-from cactus.model import default_model_config
 from cactus.text import token_batches, token_ids, tokenize_subsets
 from cactus.train import Trainer, TrainingConfig
 
@@ -89,7 +88,7 @@ def training_rounds(trainer: Trainer, train, warmup: int, steps: int, repeats: i
 
 
 def prediction_model(mode: str) -> Cactus:
-    return Cactus(attention=mode, device="cpu", threshold=default_model_config().threshold)
+    return Cactus(attention=mode, device="cpu", threshold=Cactus.from_pretrained("context-free").threshold_)
 
 
 def token_slots(tokenizer, groups, max_tokens: int) -> dict:
@@ -330,7 +329,7 @@ def main() -> None:
         "family": args.family,
         "settings": {"steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
                      "batch_size": args.batch_size, "loss": LOSS, "test_subsets": args.subsets,
-                     "threshold": default_model_config().threshold, "quick": args.quick},
+                     "threshold": Cactus.from_pretrained("context-free").threshold_, "quick": args.quick},
         "training": training,
         "prediction": prediction,
         "memory": memory,

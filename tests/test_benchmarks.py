@@ -50,8 +50,9 @@ def test_shape(built, family):
             assert 10 <= len(s) <= 50, s.id
             assert s.labels is not None and len(s.labels) == len(s.texts)
             sizes = Counter(s.labels)
-            # product_same: most products appear with one offer; the rule counts real clusters (>= 2 members).
-            counted = sum(c >= 2 for c in sizes.values()) if family == "product_same" else len(sizes)
+            # Product-level subsets: most products appear with one offer; the rule counts real clusters (>= 2 members).
+            by_product = family == "product_same" or s.extra.get("level") == "product"
+            counted = sum(c >= 2 for c in sizes.values()) if by_product else len(sizes)
             assert 3 <= counted <= 10, s.id
 
 
@@ -73,7 +74,7 @@ def test_splits_share_no_text(built, family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_labels_consistent(built, family):
-    """A text has one label throughout a family (per level in clinc_mixed, where the level decides the label)."""
+    """A text has one label throughout a family (per level in the mixed families, where the level decides it)."""
     label_of: dict[tuple[str, str], set] = defaultdict(set)
     for subsets in built[family].values():
         for s in subsets:
@@ -82,7 +83,7 @@ def test_labels_consistent(built, family):
     assert all(len(v) == 1 for v in label_of.values())
 
 
-@pytest.mark.parametrize("family", ["amazon_category", "product_same"])
+@pytest.mark.parametrize("family", ["amazon_category", "product_same", "product_mixed"])
 def test_unseen_clusters(built, family):
     labels = {split: {lab for s in subsets for lab in s.labels} for split, subsets in built[family].items()}
     assert not labels["train"] & labels["test"]
@@ -102,6 +103,33 @@ def test_clinc_uses_official_splits(built):
         assert len({domain_of[lab] for lab in s.labels}) == 1, s.id
     for s in built["clinc_domain"]["train"]:
         assert set(s.labels) <= set(domains), s.id
+
+
+def _hwu64_rows(name: str) -> list[dict[str, str]]:
+    with open(DATA_DIR / "hwu64" / name, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_hwu64_uses_official_test_split_and_scenarios(built):
+    train_rows, test_rows = _hwu64_rows("train.csv"), _hwu64_rows("test.csv")
+    scenario_of = {r["intent"]: r["scenario"] for r in train_rows + test_rows}
+    scenarios = set(scenario_of.values())
+    for family in ("hwu64_intent", "hwu64_scenario", "hwu64_mixed"):
+        splits = built[family]
+        assert _keys(splits["train"]) | _keys(splits["val"]) <= {text_key(r["text"]) for r in train_rows}, family
+        assert _keys(splits["test"]) <= {text_key(r["text"]) for r in test_rows}, family
+        for s in (s for subsets in splits.values() for s in subsets):
+            if s.extra["level"] == "intent":
+                assert len({scenario_of[lab] for lab in s.labels}) == 1, s.id
+            else:
+                assert s.extra["level"] == "scenario" and set(s.labels) <= scenarios, s.id
+    # Scenarios with fewer than 3 intents (datetime, social, takeaway, cooking, news, weather) only appear as
+    # scenario-level clusters.
+    small = {sc for sc in scenarios if sum(v == sc for v in scenario_of.values()) < 3}
+    assert small and all(
+        scenario_of[lab] not in small for s in built["hwu64_intent"]["train"] for lab in s.labels
+    )
+    assert any(set(s.labels) & small for s in built["hwu64_scenario"]["train"])
 
 
 def test_banking_uses_official_test_split(built):
@@ -131,6 +159,41 @@ def test_clinc_mixed_needs_context(built):
         assert _context_pairs(subsets) >= 2 * len(subsets), split
     # Fixed-level families never contradict themselves.
     assert _context_pairs(built["clinc_intent"]["train"]) == 0
+
+
+def test_hwu64_mixed_needs_context(built):
+    for split, subsets in built["hwu64_mixed"].items():
+        levels = Counter(s.extra["level"] for s in subsets)
+        assert levels == {"intent": len(subsets) // 2, "scenario": len(subsets) // 2}, split
+        assert _context_pairs(subsets) >= 2 * len(subsets), split
+    assert _context_pairs(built["hwu64_intent"]["train"]) == 0
+    assert _context_pairs(built["hwu64_scenario"]["train"]) == 0
+
+
+def test_product_mixed_levels_and_twins(built):
+    with open(DATA_DIR / "walmart_amazon_categories" / "tableB.csv", newline="", encoding="utf-8") as f:
+        categories = {" ".join(r["category"].split()) for r in csv.DictReader(f)}
+    for split, subsets in built["product_mixed"].items():
+        levels = Counter(s.extra["level"] for s in subsets)
+        assert levels == {"product": len(subsets) // 2, "category": len(subsets) // 2}, split
+        for s in subsets:
+            if s.extra["level"] == "category":
+                assert set(s.labels) <= categories, s.id
+            else:
+                assert s.extra["source"] in {"abt_buy", "amazon_google", "walmart_amazon"}, s.id
+    # Twins: titles of two products of one product-level subset (apart there) form a category cluster elsewhere.
+    train = built["product_mixed"]["train"]
+    products = [dict(zip(map(text_key, s.texts), s.labels)) for s in train if s.extra["level"] == "product"]
+    twins = 0
+    for s in train:
+        if s.extra["level"] != "category":
+            continue
+        clusters: dict[str, set[str]] = defaultdict(set)
+        for t, lab in zip(s.texts, s.labels):
+            clusters[lab].add(text_key(t))
+        twins += any(len({p[k] for k in keys & p.keys()}) >= 2 for keys in clusters.values() for p in products)
+    assert twins >= 3
+    assert _context_pairs(train) >= twins
 
 
 def test_stats_and_table(built):
@@ -169,7 +232,8 @@ def test_build_benchmarks_is_deterministic(tmp_path):
     # A fresh interpreter with another hash seed writes the same bytes (no dependence on set/dict hash order).
     code = (
         "import sys; from cactus.data.benchmarks import build_benchmarks; "
-        "build_benchmarks(sys.argv[1], sys.argv[2], families=('product_same', 'clinc_mixed'), seed=3, "
+        "build_benchmarks(sys.argv[1], sys.argv[2], families=('product_same', 'clinc_mixed', 'hwu64_mixed', "
+        "'product_mixed'), seed=3, "
         "n_train=30, n_val=10, n_test=10, progress=False)"
     )
     d = tmp_path / "d"
@@ -177,8 +241,13 @@ def test_build_benchmarks_is_deterministic(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(DATA_DIR), str(d)], check=True, env=env)
     for f in ("train.jsonl", "val.jsonl", "test.jsonl"):
         assert (d / "product_same" / f).read_bytes() == (a / "product_same" / f).read_bytes()
-    mixed = build_family("clinc_mixed", DATA_DIR, seed=3, n_train=30, n_val=10, n_test=10)
-    assert [s.texts for s in read_subsets(d / "clinc_mixed" / "train.jsonl")] == [s.texts for s in mixed["train"]]
+    for family in ("clinc_mixed", "hwu64_mixed", "product_mixed"):
+        mixed = build_family(family, DATA_DIR, seed=3, n_train=30, n_val=10, n_test=10)
+        for split in ("train", "test"):
+            written = read_subsets(d / family / f"{split}.jsonl")
+            assert [(s.texts, s.labels, s.extra) for s in written] == [
+                (s.texts, s.labels, s.extra) for s in mixed[split]
+            ], (family, split)
 
 
 def test_splits_are_independent_of_other_sizes():
@@ -199,3 +268,8 @@ def test_errors(tmp_path):
         build_family("clinc_intent", tmp_path)
     with pytest.raises(ValueError, match="n_train"):
         build_family("banking77", DATA_DIR, n_train=-1)
+    (tmp_path / "hwu64").mkdir()
+    (tmp_path / "hwu64" / "train.csv").write_text("text,scenario,intent\nwake me up,alarm,alarm_set\n")
+    (tmp_path / "hwu64" / "test.csv").write_text("text,scenario,intent\nan alarm at six,iot,alarm_set\n")
+    with pytest.raises(ValueError, match=r"test\.csv: intent 'alarm_set' is under scenarios 'alarm' and 'iot'"):
+        build_family("hwu64_intent", tmp_path)

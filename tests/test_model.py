@@ -110,18 +110,10 @@ def test_every_attention_mode_predicts_with_the_default_model(examples, attentio
     np.testing.assert_allclose(flipped, emb[0][perm], atol=1e-5)
 
 
-def test_t5_backbone_from_a_local_folder(tmp_path, examples, default_backbone):
+def test_t5_backbone_from_a_local_folder(tmp_path, examples, tiny_t5):
     """The paper's backbone family: a tiny random T5 saved to disk loads as an encoder and runs in every mode."""
-    from transformers import T5Config, T5EncoderModel
-
-    _, tokenizer = default_backbone
-    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=32, d_kv=8, num_heads=4, num_layers=2, d_ff=64,
-                      relative_attention_num_buckets=8, relative_attention_max_distance=16)
-    torch.manual_seed(0)
-    T5EncoderModel(config).save_pretrained(tmp_path / "t5")
-    tokenizer.save_pretrained(tmp_path / "t5")
     for attention in ("nia", "fia", "sia"):
-        model = Cactus(backbone=str(tmp_path / "t5"), attention=attention, device="cpu")
+        model = Cactus(backbone=tiny_t5, attention=attention, device="cpu")
         assert type(model.encoder.backbone).__name__ == "T5EncoderModel"
         model.fit(examples)
         model.save_pretrained(tmp_path / f"m-{attention}")

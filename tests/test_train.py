@@ -90,7 +90,7 @@ def test_training_learns_logs_and_saves_the_best(tiny_backbone, data, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
 
 
-def test_resume_reaches_the_same_weights(tiny_backbone, data, tmp_path):
+def test_resume_reaches_the_same_weights(tiny_backbone, data, tmp_path, one_thread):
     """8 steps at once == 6 steps (mid-epoch 2, dropout on), then resumed to 8 in a fresh model and trainer."""
 
     def run(output_dir: Path, max_steps: int, resume: bool = False) -> dict:
@@ -190,8 +190,9 @@ def test_killed_run_resumes_to_the_same_weights(tiny_backbone, data, tmp_path):
                 "--attention", "sia", "--lr", "1e-3", "--epochs", "3", "--eval-every", "2", "-q", *extra]
 
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(command(whole), check=True, timeout=300)
-    proc = subprocess.Popen(command(killed))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # bit-for-bit: see the one_thread fixture
+    subprocess.run(command(whole), check=True, timeout=300, env=env)
+    proc = subprocess.Popen(command(killed), env=env)
     deadline = time.monotonic() + 300
     while not (killed / "checkpoint" / "trainer_state.json").is_file() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -199,7 +200,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_backbone, data, tmp_path):
     proc.wait()
     state = json.loads((killed / "checkpoint" / "trainer_state.json").read_text())
     assert 0 < state["step"] < 12, "the kill must fall mid-run for this test to mean anything"
-    subprocess.run(command(killed, "--resume"), check=True, timeout=300)
+    subprocess.run(command(killed, "--resume"), check=True, timeout=300, env=env)
 
     a = load_file(whole / "checkpoint" / "model.safetensors")
     b = load_file(killed / "checkpoint" / "model.safetensors")
@@ -207,15 +208,13 @@ def test_killed_run_resumes_to_the_same_weights(tiny_backbone, data, tmp_path):
     assert without_time(read_log(killed)) == without_time(read_log(whole))
 
 
-def test_interpolate_weights_checks_its_arguments(tiny_backbone):
-    from cactus.train import interpolate_weights
-
+def test_interpolate_checks_its_arguments(tiny_backbone):
     a, b = (Cactus(backbone=tiny_backbone, device="cpu") for _ in range(2))
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\], not 1.5"):
-        interpolate_weights(a, b, 1.5)
+        a.interpolate(1.5, b)
     other = Cactus(device="cpu")  # the default encoder: another architecture
     with pytest.raises(ValueError, match="different weights"):
-        interpolate_weights(a, other, 0.5)
+        a.interpolate(0.5, other)
     before = [p.clone() for p in a.encoder.parameters()]
-    interpolate_weights(a, b, 1.0)  # w = 1 keeps the model as it is
+    a.interpolate(1.0, b)  # w = 1 keeps the model as it is
     assert all(torch.equal(p, q) for p, q in zip(before, a.encoder.parameters()))

@@ -56,20 +56,19 @@ def finish_model(model, spec: RunSpec, backbone: str, val: dict) -> None:
     towards its starting weights when `interpolate` < 1, its threshold tuned again on the training families'
     validation subsets; the pretrained encoder given its threshold on the test families' validation subsets (a saved
     `init` keeps its own). `val` maps every family of the run to its validation subsets."""
-    from cactus.train import interpolate_weights
-
     if spec.train_families:
         if spec.interpolate != 1.0:
-            interpolate_weights(model, start_model(spec, backbone), spec.interpolate)
+            model.interpolate(spec.interpolate, start_model(spec, backbone))
             model.tune_threshold([s for f in spec.train_families for s in val[f]])
     elif spec.init is None:
         model.tune_threshold([s for f in spec.test_families for s in val[f]])
 
 
 def score(model, spec: RunSpec, bench: Path, val: dict) -> dict:
-    """Per test family: test AMI/ARI at the model's stored threshold and at the family's own threshold (tuned on
-    its validation subsets `val[family]`), with the per-subset AMIs for paired comparisons between runs."""
-    from cactus.cluster import agglomerative_cluster, tune_threshold
+    """Per test family: test AMI/ARI at the model's stored threshold, at the family's own threshold (tuned on its
+    validation subsets `val[family]`) and with the adaptive cut (no threshold), with the per-subset AMIs for paired
+    comparisons between runs."""
+    from cactus.cluster import Cut, agglomerative_cluster, cut_cluster, tune_threshold
     from cactus.evaluate import evaluate_predictions
 
     results = {}
@@ -80,12 +79,15 @@ def score(model, spec: RunSpec, bench: Path, val: dict) -> dict:
                              objective=model.config.objective)
         stored = evaluate_predictions(test, [agglomerative_cluster(s, model.threshold_) for s in sims])
         at_own = evaluate_predictions(test, [agglomerative_cluster(s, own.best_threshold) for s in sims])
+        adaptive = evaluate_predictions(test, [cut_cluster(s, Cut("adaptive"), None) for s in sims])
         results[fam] = {
             "own_threshold": own.best_threshold, "test_subsets": len(test),
             "entities_encoded": sum(len(x) for x in test + val[fam]),
             "stored": {m: stored["summary"][m]["mean"] for m in ("ami", "ari")},
             "stored_ci": {m: [stored["summary"][m]["ci_low"], stored["summary"][m]["ci_high"]] for m in ("ami", "ari")},
             "own": {m: at_own["summary"][m]["mean"] for m in ("ami", "ari")},
+            "adaptive": {m: adaptive["summary"][m]["mean"] for m in ("ami", "ari")},
+            "adaptive_ami_per_subset": [row["ami"] for row in adaptive["per_subset"]],
             "stored_ami_per_subset": [row["ami"] for row in stored["per_subset"]],
             "own_ami_per_subset": [row["ami"] for row in at_own["per_subset"]],
         }
@@ -116,6 +118,7 @@ def train_model(model, spec: RunSpec, seed: int, bench: Path, backbone: str, wor
     summary = None
     if spec.train_families:
         config = TrainingConfig(loss=spec.loss, lr=spec.lr, anchor=spec.anchor, epochs=10**6, max_steps=spec.steps,
+                                lora_rank=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_targets=spec.lora_targets,
                                 init_neutral=model.config.neutral or 0.0, **common)
         model.fit(train, [s for f in spec.train_families for s in val[f]], config=config, output_dir=workdir / "train",
                   resume=True)

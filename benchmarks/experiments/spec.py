@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "benchmarks" / "configs"
 FIVE = ("clinc_intent", "clinc_domain", "banking77", "amazon_category", "product_same")
 SIX = FIVE + ("clinc_mixed",)
+ALL = SIX + ("hwu64_intent", "hwu64_scenario", "hwu64_mixed", "product_mixed")  # every family `cactus data build` makes
 QUICK = {"steps": 4, "pretrain_steps": 2, "train_subsets": 8, "val_subsets": 3, "test_subsets": 3}
 
 
@@ -32,6 +33,9 @@ class RunSpec:
     # costs about 1.7x per training step here, because a batch pads to its longest title
     max_tokens: int = 32
     lr: float = 5e-5
+    lora_rank: int = 0  # > 0: train a LoRA adapter of this rank instead of every weight
+    lora_alpha: float = 16.0
+    lora_targets: str | None = None  # comma-separated linear layers (None: query and value)
     anchor: float = 0.0
     pretrain_steps: int = 0  # self-supervised pretraining steps before fine-tuning (0 = none)
     pretrain_families: tuple[str, ...] | None = None  # whose (unlabelled) training texts; None = train_families
@@ -62,8 +66,10 @@ class RunSpec:
         changed = {k: v for k, v in asdict(self).items() if v != getattr(RunSpec, k)}
         digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
         trained_on = ("none" if not self.train_families else "five" if set(self.train_families) == set(FIVE)
+                      else "all" if set(self.train_families) == set(ALL)
                       else "+".join(self.train_families) if len(self.train_families) < 3
-                      else "not-" + "+".join(sorted(set(FIVE) - set(self.train_families))))
+                      else "not-" + "+".join(sorted(set(FIVE if set(self.train_families) <= set(FIVE) else ALL)
+                                                    - set(self.train_families))))
         start = "saved" if self.init else "pretrained"
         return f"{self.attention}_{self.loss if self.train_families else start}_{trained_on}_{digest}"
 

@@ -71,12 +71,12 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _load_model(args):
-    """--model: a saved cactus folder, "default", or a bare Hugging Face encoder (then a threshold must be passed
+    """--model: a saved cactus folder, a shipped model's name ("default", "context-free"), or a bare Hugging Face encoder (then a threshold must be passed
     unless the command tunes one). --attention and --max-tokens replace the model's own. Only the model's config is
     read here (and its folder checked); the weights load later, in `_load_weights`."""
     import transformers
 
-    from cactus.encoder.backbone import DEFAULT_ALIASES
+    from cactus.config import PACKAGED_MODELS
     from cactus.model import Cactus
 
     transformers.logging.disable_progress_bar()  # loading the weights takes a moment; its bar is noise
@@ -84,7 +84,7 @@ def _load_model(args):
     common = {"batch_tokens": args.batch_tokens, "device": args.device}
     name = args.model
     folder = Path(name)
-    if name not in DEFAULT_ALIASES:
+    if name not in PACKAGED_MODELS:
         recover_dir(folder)  # put back a model folder whose save was killed, before deciding what it is
         if not folder.exists() and _looks_like_path(name):
             raise CommandError(f"--model {name}: no such folder", EXIT_MODEL)
@@ -92,8 +92,8 @@ def _load_model(args):
             raise CommandError(f"--model {name}: neither a cactus model folder (no {CONFIG_NAME}) nor an encoder "
                                "folder (no config.json)", EXIT_MODEL)
     try:
-        if name in DEFAULT_ALIASES or (folder / CONFIG_NAME).is_file():
-            return Cactus.from_pretrained("default" if name in DEFAULT_ALIASES else name, attention=args.attention,
+        if name in PACKAGED_MODELS or (folder / CONFIG_NAME).is_file():
+            return Cactus.from_pretrained(name, attention=args.attention,
                                           max_tokens=args.max_tokens,
                                           allow_attention_change=args.allow_attention_change, **common)
         return Cactus(backbone=name, attention=args.attention or "nia", max_tokens=args.max_tokens or 64, **common)

@@ -68,8 +68,9 @@ def _choices_help(choices: dict[str, str]) -> str:
 
 def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
     p.add_argument("--model", default="default", metavar="M",
-                   help="a saved cactus model folder, 'default' (all-MiniLM-L6-v2, offline, with its shipped "
-                        "threshold), or any Hugging Face encoder name or folder (default: %(default)s)")
+                   help="a saved cactus model folder; 'default' (the shipped model, offline); 'context-free' "
+                        "(the pretrained all-MiniLM-L6-v2 encoder alone, offline, with its shipped cut); or any "
+                        "Hugging Face encoder name or folder (default: %(default)s)")
     if threshold:
         p.add_argument("--threshold", type=_threshold_arg, default=None, metavar="T",
                        help="cut every subset at T: clusters merge while their average cosine similarity is at "

@@ -6,16 +6,20 @@ each other.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
+from pathlib import Path
 
 from cactus.encoder.backbone import DEFAULT_BACKBONE
 
 CONFIG_NAME = "cactus_config.json"
 BACKBONE_DIR = "backbone"
 SCHEMA_VERSION = 1
-DEFAULT_MODEL_FILE = "default_model.json"  # in the package: the shipped default's config
+MODELS_DIR = "models"  # in the package: the shipped model folders, by name
+# Names of shipped models: "default" (what `predict` uses unless told otherwise), "context-free" (the pretrained
+# encoder alone, with its tuned cut); the backbone's own names mean the context-free model too.
+PACKAGED_MODELS = {"default": "default", "context-free": "context-free", DEFAULT_BACKBONE: "context-free",
+                   f"sentence-transformers/{DEFAULT_BACKBONE}": "context-free"}
 
 
 class ModelFormatError(ValueError):
@@ -69,6 +73,7 @@ class CactusConfig:
     pooling: str = "mean"  # masked mean of the final hidden states, L2-normalised (the only pooling)
     loss: str | None = None  # the training loss, None for a pretrained encoder used as it is
     neutral: float | None = None  # s0 learned by the augmented triplet loss
+    adapter: dict = field(default_factory=dict)  # a `cactus.encoder.LoraSpec.to_dict()`; {} = no adapter
     training: dict = field(default_factory=dict)  # how the weights were trained: config, data, validation results
 
     @property
@@ -96,7 +101,7 @@ class CactusConfig:
 def _field_problem(name: str, value) -> str | None:
     """What is wrong with a loaded config field's value (None when nothing is)."""
     from cactus.cluster import Cut, check_threshold, parse_objective
-    from cactus.encoder import ATTENTION_MODES
+    from cactus.encoder import ATTENTION_MODES, LoraSpec
     from cactus.losses import LOSSES
 
     def number(v) -> bool:
@@ -115,6 +120,8 @@ def _field_problem(name: str, value) -> str | None:
         "pooling": (lambda v: v == "mean", "must be 'mean'"),
         "loss": (lambda v: v is None or v in LOSSES, f"must be null or one of {', '.join(LOSSES)}"),
         "neutral": (lambda v: v is None or number(v), "must be null or a number"),
+        "adapter": (lambda v: isinstance(v, dict) and (not v or LoraSpec.from_dict(v) is not None),
+                    "must be {} or a LoRA adapter (type, rank, alpha, targets)"),
         "training": (lambda v: isinstance(v, dict), "must be an object"),
     }
     test, problem = checks[name]
@@ -124,7 +131,7 @@ def _field_problem(name: str, value) -> str | None:
         return problem
 
 
-def default_model_config() -> CactusConfig:
-    """The shipped default: the offline all-MiniLM-L6-v2 encoder with its once-tuned threshold."""
-    meta = json.loads(resources.files("cactus").joinpath(DEFAULT_MODEL_FILE).read_text())
-    return CactusConfig.from_dict(meta["config"], source=DEFAULT_MODEL_FILE)
+def packaged_model(name) -> Path | None:
+    """The folder of the shipped model that `name` names (see PACKAGED_MODELS), or None for any other name."""
+    folder = PACKAGED_MODELS.get(str(name)) if name is not None else "default"
+    return None if folder is None else Path(str(resources.files("cactus").joinpath(MODELS_DIR, folder)))

@@ -38,10 +38,12 @@ from cactus.config import (
     CactusConfig,
     ModelFormatError,
     ThresholdProvenance,
-    default_model_config,
+    packaged_model,
 )
 from cactus.data.subsets import Subset, require_labels
-from cactus.encoder import ATTENTION_MODES, DEFAULT_BACKBONE, SetEncoder, load_backbone
+from cactus.encoder import ADAPTER_DIR, ATTENTION_MODES, DEFAULT_BACKBONE, LoraSpec, SetEncoder, load_backbone
+from cactus.encoder.backbone import DEFAULT_ALIASES
+from cactus.encoder import adapter as lora
 from cactus.text import SubsetBatch, token_batches, token_ids
 
 if TYPE_CHECKING:
@@ -73,6 +75,8 @@ class Cactus:
         cut_: the `Cut` that `predict` uses (it lives in `config.cut`).
         cut_choice_: the `CutChoice` of the last `tune_cut`, if any.
         n_truncated_: entities cut at `max_tokens` in the last `embed` call.
+        fold_adapter: whether `embed` folds a LoRA adapter into the backbone's weights (`cactus.encoder.adapter.fold`:
+            the same embeddings, faster); the trainer turns it off while it trains.
         training_summary_: what the trainer reported, after `fit` with a training config.
     """
 
@@ -100,7 +104,12 @@ class Cactus:
         self.training_summary_: dict | None = None
         self._encoder: SetEncoder | None = None
         self._tokenizer = None
-        self._backbone_path = str(backbone)
+        self._backbone_path = str(backbone)  # where the backbone's own weights load from
+        self._adapter_path: Path | None = None  # where the adapter's weights load from (a saved model's adapter/)
+        # Whether the backbone's own weights are still those `config.backbone` names (`save_pretrained` then need
+        # not copy the default backbone's). Training or merging them, or loading them from a model folder, ends it.
+        self.base_published_ = True
+        self.fold_adapter = True
 
     @property
     def threshold_(self) -> float | None:
@@ -133,7 +142,27 @@ class Cactus:
     def _load(self) -> None:
         if self._encoder is None:
             model, self._tokenizer = load_backbone(self._backbone_path)
+            if self.config.adapter:
+                lora.load_lora(model, LoraSpec.from_dict(self.config.adapter), self._adapter_path)
             self._encoder = SetEncoder(model, self.config.attention).to(self.device).eval()
+
+    # ---- adapter -------------------------------------------------------------------------------------------
+    def add_adapter(self, spec: LoraSpec | None = None) -> LoraSpec:
+        """Give the backbone a fresh LoRA adapter (`cactus.encoder.adapter`): training then updates the adapter
+        alone, and `save_pretrained` writes it apart from the backbone. Returns the spec with its targets resolved."""
+        self._load()
+        spec = lora.add_lora(self._encoder.backbone, spec or LoraSpec())
+        self._encoder.to(self.device)
+        self.config.adapter = spec.to_dict()
+        return spec
+
+    def merge_adapter(self) -> None:
+        """Fold the adapter into the backbone's weights (every weight then trains); a no-op without one."""
+        if self.config.adapter:
+            self._load()
+            lora.merge_lora(self._encoder.backbone)
+            self.config.adapter = {}
+            self.base_published_ = False
 
     @property
     def encoder(self) -> SetEncoder:
@@ -151,6 +180,8 @@ class Cactus:
         if not subsets:
             self.n_truncated_ = 0
             return []
+        if self.config.adapter:
+            (lora.fold if self.fold_adapter else lora.unfold)(self._encoder.backbone)
         out: list[np.ndarray | None] = [None] * len(subsets)
         ids, self.n_truncated_ = token_ids(self._tokenizer, [t for s in subsets for t in s.texts],
                                            self.config.max_tokens)
@@ -250,14 +281,49 @@ class Cactus:
             raise ValueError("no threshold: tune one with fit() / tune_threshold(), or pass threshold=")
         return cut, t
 
+    def interpolate(self, weight: float, start: "Cactus | None" = None) -> None:
+        """Move the encoder's weights towards those it started from, in place: weight x its own + (1 - weight) x
+        `start`'s (WiSE-FT, Wortsman et al. 2022). This keeps more of the start's generality on data unlike the
+        training data. weight = 1 keeps the model, 0 gives the start.
+
+        With an adapter, the start is the backbone under it and the adapter's update is scaled by `weight` (exact,
+        and saved as such); otherwise `start` is a model of the same architecture (default: the published
+        `config.backbone`). The threshold tuned for the old weights does not fit the new ones: tune it again.
+        """
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise ValueError(f"the interpolation weight must lie in [0, 1], not {weight!r}")
+        self._load()
+        if self.config.adapter:
+            if start is not None:
+                raise ValueError("a model with an adapter interpolates towards the backbone under it: no start")
+            lora.scale_lora(self._encoder.backbone, weight)
+            return
+        start = start or Cactus(self.config.backbone, device=str(self.device))
+        towards = start.encoder.state_dict()
+        own = self._encoder.state_dict()
+        if own.keys() != towards.keys() or any(own[k].shape != towards[k].shape for k in own):
+            raise ValueError("the two encoders have different weights: interpolation needs one architecture")
+        with torch.no_grad():
+            for name, tensor in own.items():
+                if tensor.is_floating_point():
+                    tensor.mul_(weight).add_(towards[name].to(tensor.device), alpha=1 - weight)
+        self.base_published_ = self.base_published_ and weight == 1
+
     # ---- persistence ---------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write the model to folder `path` (JSON config + backbone safetensors) atomically (`cactus.atomic`): an
-        existing model is replaced only once the new one is complete and on disk."""
+        """Write the model to folder `path` atomically (`cactus.atomic`): an existing model is replaced only once the
+        new one is complete and on disk. The folder holds the JSON config, a model card, and the weights: the
+        backbone's safetensors in `backbone/`, and an adapter's in `adapter/`. Weights that are still those of the
+        installed default backbone (all-MiniLM-L6-v2) are not copied: that backbone loads offline by its name, so an
+        adapter on it is saved alone (a few MB)."""
         self._load()
+        backbone = self._encoder.backbone
         with atomic_dir(path) as tmp:
-            self._encoder.backbone.save_pretrained(tmp / BACKBONE_DIR)
-            self._tokenizer.save_pretrained(tmp / BACKBONE_DIR)
+            if self.config.adapter:
+                lora.save_lora(backbone, tmp / ADAPTER_DIR)
+            if not (self.base_published_ and self.config.backbone in DEFAULT_ALIASES):
+                backbone.save_pretrained(tmp / BACKBONE_DIR, state_dict=lora.base_weights(backbone))
+                self._tokenizer.save_pretrained(tmp / BACKBONE_DIR)
             record = {
                 "schema_version": SCHEMA_VERSION,
                 "cactus_version": __version__,
@@ -271,19 +337,17 @@ class Cactus:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, *, attention: str | None = None,
                         max_tokens: int | None = None, allow_attention_change: bool = False, **kwargs) -> "Cactus":
-        """Load a saved model folder, or the shipped default when `path` is None or "default".
+        """Load a saved model folder, or a shipped model by name: "default" (also when `path` is None) or
+        "context-free" (the pretrained encoder alone; the backbone's names, e.g. "all-MiniLM-L6-v2", mean it too).
 
         `attention` and `max_tokens` replace the saved ones. A model whose weights cactus trained learned them under
         its attention mode, and its threshold was tuned for that mode: another mode is refused unless
         `allow_attention_change`, and then it warns. Other keyword arguments (`batch_tokens`, `device`) go to the
         constructor.
         """
-        if path is None or str(path) == "default":
-            config, curve, choice, folder = default_model_config(), None, None, None
-        else:
-            config, curve, choice = _read_model_folder(Path(path))
-            folder = Path(path)
-        where = folder or "the default model"
+        folder = packaged_model(path) or Path(path)
+        config, curve, choice = _read_model_folder(folder)
+        where = folder
         if attention is not None and attention != config.attention and config.trained:
             if not allow_attention_change:
                 raise ValueError(
@@ -296,8 +360,9 @@ class Cactus:
                     cut=Cut.from_dict(config.cut), **kwargs)
         model.config = config
         model.threshold_curve_, model.cut_choice_ = curve, choice
-        if folder is not None:
-            model._backbone_path = str(folder / BACKBONE_DIR)
+        if (folder / BACKBONE_DIR).is_dir():
+            model._backbone_path, model.base_published_ = str(folder / BACKBONE_DIR), False
+        model._adapter_path = folder / ADAPTER_DIR
         return model
 
 
@@ -329,8 +394,28 @@ def _read_model_folder(path: Path) -> tuple[CactusConfig, ThresholdCurve | None,
         choice = CutChoice.from_dict(record["cut_choice"], curve) if record.get("cut_choice") else None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ModelFormatError(f"{cfg_file}: malformed 'threshold_curve' or 'cut_choice' ({e!r})") from None
-    _check_backbone_folder(path / BACKBONE_DIR)
+    # Without backbone/, the installed default backbone loads by its name (as `save_pretrained` leaves it): only
+    # for an untrained model, or an adapter on it.
+    by_name = config.backbone in DEFAULT_ALIASES and (config.adapter or not config.trained)
+    if (path / BACKBONE_DIR).exists() or not by_name:
+        _check_backbone_folder(path / BACKBONE_DIR)
+    if config.adapter:
+        _check_adapter_folder(path / ADAPTER_DIR)
     return config, curve, choice
+
+
+def _check_adapter_folder(folder: Path) -> None:
+    """ModelFormatError naming the file unless `folder` holds readable adapter weights."""
+    from safetensors import safe_open
+
+    file = folder / lora.ADAPTER_WEIGHTS
+    if not file.is_file():
+        raise ModelFormatError(f"{file}: missing (the config names an adapter)")
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # safetensors raises its own error type, or OSError
+        raise ModelFormatError(f"{file}: not a readable safetensors file ({_one_line(e)})") from None
 
 
 def _check_backbone_folder(folder: Path) -> None:
@@ -398,6 +483,10 @@ def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
         f"| cut | {Cut.from_dict(config.cut).describe()} |",
         f"| training loss | {config.loss or 'none: the pretrained encoder as it is'} |",
     ]
+    if config.adapter:
+        spec = LoraSpec.from_dict(config.adapter)
+        lines.append(f"| adapter | LoRA, rank {spec.rank}, alpha {spec.alpha:g}, on {', '.join(spec.targets)} "
+                     f"(`{ADAPTER_DIR}/`) |")
     if config.neutral is not None:
         lines.append(f"| neutral similarity s0 | {config.neutral:.4f} |")
     if config.cut_provenance:
@@ -414,7 +503,7 @@ def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
         "```bash", "cactus predict subsets.jsonl -o predictions.jsonl --model path/to/this/folder", "```", "",
         "```python", "from cactus import Cactus", "model = Cactus.from_pretrained('path/to/this/folder')",
         "clusters = model.predict(subsets)", "```", "",
-        "The encoder weights in `backbone/` derive from the backbone's published weights and carry its license "
-        "(Apache-2.0 for all-MiniLM-L6-v2).", "",
+        "The encoder weights (`backbone/`, or the backbone loaded by name where only an adapter is saved) derive "
+        "from the backbone's published weights and carry its license (Apache-2.0 for all-MiniLM-L6-v2).", "",
     ]
     return "\n".join(lines)

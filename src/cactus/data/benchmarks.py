@@ -7,18 +7,32 @@ CACTUS paper). Families:
 - clinc_mixed: the two kinds, half each, shuffled. Every domain-level subset is the twin of an intent-level one:
   its cluster for that domain re-uses utterances of the intent-level subset from 2-4 of its intents. Those pairs
   of utterances are apart in one subset and together in the other, so only a context-aware model can get both.
+- hwu64_intent, hwu64_scenario, hwu64_mixed: the same three on HWU64, with its 18 scenarios as the coarse level
+  (extra "level": "intent" / "scenario"). Scenarios hold 1-10 intents: only the 12 with >= 3 intents can hold
+  an intent-level subset (datetime, social, takeaway have 2; cooking, news, weather 1), and 7 of those have
+  exactly 3, so intent-level subsets have 4 clusters on average. All 18 can be clusters of a scenario-level
+  subset, each drawn from 2-4 of its intents, or all of them when it has fewer.
 - banking77: clusters = 3-10 of the 77 banking intents.
 - amazon_category: Amazon product titles, clusters = categories; val and test categories are unseen in training.
 - product_same: product offers, one cluster per real product (entity-resolution matches); val and test products
   are unseen in training. Subsets hold 3-10 products with >= 2 offers plus single offers of other products,
   so the 3-10 cluster rule counts clusters of >= 2 members here. Each further product is, with probability 1/2,
   one sharing the leading word (usually the brand) of the first, so that look-alikes of different products meet.
+- product_mixed: the product domain's own granularity conflict: half product_same-style subsets (extra "level":
+  "product"), half amazon_category-style ones ("level": "category"), shuffled. They are drawn in pairs: when
+  titles of two or more products of the product-level subset share an Amazon category (Walmart-Amazon offers are
+  mostly Amazon-table titles), its partner is a twin whose cluster for that category is exactly those titles,
+  apart in one subset and together in the other (about 30% of the category-level subsets; abt_buy and
+  amazon_google offers have no categories, so their partners are ordinary category subsets). The two tables
+  share titles, so the splits are made to agree: categories are dealt to splits first, and a product with a
+  title in a category's pool goes to that category's split (one whose titles fall in two splits is left out;
+  one product has titles in two categories); the other products are dealt as in product_same.
 
 Guarantees, per family: no text (compared case-insensitively) is in two splits, so no val or test subset can
-re-use a training subset; a text has one label throughout the family (per level in clinc_mixed); no text repeats
-inside a subset; subsets are distinct within a split. CLINC and BANKING77 keep the datasets' own utterance
-splits (BANKING77's train.csv is split into train/val with the family's seed); their intents are shared across
-splits (the clusters are known, the utterances are new).
+re-use a training subset; a text has one label throughout the family (per level in the mixed families); no text
+repeats inside a subset; subsets are distinct within a split. CLINC, HWU64 and BANKING77 keep the datasets' own
+utterance splits (the train.csv of BANKING77 and of HWU64 is split per intent into train/val with the family's
+seed); their intents are shared across splits (the clusters are known, the utterances are new).
 
 Determinism: everything is drawn from `numpy.random.default_rng([seed, family offset])` (no global state, no
 iteration over hash-ordered sets), so one seed gives byte-identical files on any run. Each split has its own
@@ -46,12 +60,15 @@ from cactus.data.sources import (
     AMAZON_CATEGORY_FILES,
     BANKING_FILES,
     CLINC_FILES,
+    HWU64_FILES,
     PRODUCT_FILES,
+    Hierarchy,
     Pools,
     Product,
     load_amazon_categories,
     load_banking77,
     load_clinc,
+    load_hwu64,
     load_products,
     text_key,
 )
@@ -60,7 +77,7 @@ from cactus.data.subsets import Subset
 SPLITS = ("train", "val", "test")
 MIN_ENTITIES, MAX_ENTITIES = 10, 50
 MIN_CLUSTERS, MAX_CLUSTERS = 3, 10
-BANKING_VAL_FRACTION = 0.15  # about CLINC150's own val share (20 of 120 non-test utterances per intent)
+VAL_FRACTION = 0.15  # BANKING77, HWU64: val share of train.csv, about CLINC150's (20 of 120 non-test utterances)
 MIN_CATEGORY_SIZE = 10  # Amazon categories with fewer distinct titles are dropped (282 of 706 remain)
 # Unseen-cluster splits (categories, products): within each block of 20 items of similar size, 12 / 3 / 5.
 SPLIT_BLOCK = ("train",) * 12 + ("val",) * 3 + ("test",) * 5
@@ -205,77 +222,127 @@ def _draw_splits(
     return {s: _draw_split(rngs[s], family, s, sizes[s], draw, pools[s], shuffle) for s in SPLITS}
 
 
-def _clinc_domain_subset(
-    rng: np.random.Generator, pools: Pools, intents_of: dict[str, list[str]], twin: tuple[str, Pools] | None = None
-) -> _Draft | None:
-    """Domains as clusters, each drawn from 2-4 of its intents.
+@dataclass
+class _LevelPools:
+    """One split of a two-level dataset (CLINC150, HWU64)."""
 
-    `twin` = (domain, intent -> utterances of an intent-level subset): that domain is always in, and its cluster
-    is drawn from those utterances only, re-grouping what the intent-level subset keeps apart.
+    pools: Pools  # intent -> texts
+    intents_of: dict[str, list[str]]  # coarse label -> its intents that have texts in this split
+    seeds: list[str]  # coarse labels with >= MIN_CLUSTERS intents: those that can hold an intent-level subset
+
+
+def _level_pools(pools: Pools, intents_of: dict[str, list[str]]) -> _LevelPools:
+    present = {c: [i for i in intents if i in pools] for c, intents in intents_of.items()}
+    present = {c: intents for c, intents in present.items() if intents}
+    return _LevelPools(pools, present, [c for c, intents in present.items() if len(intents) >= MIN_CLUSTERS])
+
+
+def _coarse_subset(
+    rng: np.random.Generator, split: _LevelPools, level: str, twin: tuple[str, Pools] | None = None
+) -> _Draft | None:
+    """Coarse labels (domains, scenarios) as clusters, each drawn from 2-4 of its intents (fewer if it has fewer).
+
+    `twin` = (coarse label, intent -> utterances of an intent-level subset): that label is always in, and its
+    cluster is drawn from those utterances only, re-grouping what the intent-level subset keeps apart.
     """
     k, n = _draw_shape(rng)
-    domains = list(intents_of)
+    coarse = list(split.intents_of)
     if twin is None:
-        chosen = _choose(rng, domains, k)
+        chosen = _choose(rng, coarse, k)
     else:
-        chosen = [twin[0]] + _choose(rng, [d for d in domains if d != twin[0]], k - 1)
+        chosen = [twin[0]] + _choose(rng, [c for c in coarse if c != twin[0]], k - 1)
     feeds: list[Pools] = []
-    for d in chosen:
-        available = twin[1] if twin is not None and d == twin[0] else {i: pools[i] for i in intents_of[d]}
+    for c in chosen:
+        available = twin[1] if twin is not None and c == twin[0] else {i: split.pools[i] for i in split.intents_of[c]}
         intents = _choose(rng, list(available), int(rng.integers(2, 5)))
         feeds.append({i: available[i] for i in intents})
     sizes = _allocate(rng, n, [sum(map(len, f.values())) for f in feeds])
     if sum(sizes) < MIN_ENTITIES:
         return None
-    clusters = [(d, _spread(rng, feed, s)) for d, feed, s in zip(chosen, feeds, sizes)]
-    return _assemble(rng, clusters, {"level": "domain"})
+    clusters = [(c, _spread(rng, feed, s)) for c, feed, s in zip(chosen, feeds, sizes)]
+    return _assemble(rng, clusters, {"level": level})
 
 
-def _clinc_intent_subset(rng: np.random.Generator, pools: Pools, intents_of: dict[str, list[str]]) -> _Draft | None:
-    domains = list(intents_of)
-    domain = domains[int(rng.integers(len(domains)))]
-    return _label_subset(rng, {i: pools[i] for i in intents_of[domain]}, {"level": "intent"})
+def _intent_subset(rng: np.random.Generator, split: _LevelPools) -> _Draft | None:
+    """3-10 intents of one coarse label (one with enough intents)."""
+    coarse = split.seeds[int(rng.integers(len(split.seeds)))]
+    return _label_subset(rng, {i: split.pools[i] for i in split.intents_of[coarse]}, {"level": "intent"})
 
 
-def _build_clinc(family: str, data_dir: Path, rng: np.random.Generator, sizes: Sizes) -> dict[str, list[Subset]]:
-    clinc = load_clinc(data_dir)
-    intents_of = clinc.intents_of
-    domain_of = {i: d for d, intents in intents_of.items() for i in intents}
+def _build_hierarchy(
+    family: str, hierarchy: Hierarchy, level: str, rng: np.random.Generator, sizes: Sizes
+) -> dict[str, list[Subset]]:
+    """`<dataset>_intent`, `<dataset>_<level>` or `<dataset>_mixed` subsets of a two-level dataset.
 
-    def draw(rng: np.random.Generator, pools: Pools) -> list[_Draft] | None:
-        if family == "clinc_domain":
-            return _one(_clinc_domain_subset(rng, pools, intents_of))
-        first = _clinc_intent_subset(rng, pools, intents_of)
-        if first is None or family == "clinc_intent":
+    `level` names the coarse labels (domain, scenario); `hierarchy.splits` must hold train, val and test.
+    """
+    kind = family.rsplit("_", 1)[1]
+    coarse_of = {i: c for c, intents in hierarchy.intents_of.items() for i in intents}
+    splits = {s: _level_pools(hierarchy.splits[s], hierarchy.intents_of) for s in SPLITS}
+    if kind != level:
+        for s, split in splits.items():
+            if not split.seeds:
+                raise RuntimeError(f"{family}/{s}: no {level} has {MIN_CLUSTERS} intents for an intent-level subset")
+
+    def draw(rng: np.random.Generator, split: _LevelPools) -> list[_Draft] | None:
+        if kind == level:
+            return _one(_coarse_subset(rng, split, level))
+        first = _intent_subset(rng, split)
+        if first is None or kind == "intent":
             return _one(first)
-        # clinc_mixed: add the domain-level twin of the intent-level subset.
+        # <dataset>_mixed: add the coarse-level twin of the intent-level subset.
         by_intent: Pools = {}
         for text, intent in zip(first.texts, first.labels):
             by_intent.setdefault(intent, []).append(text)
-        second = _clinc_domain_subset(rng, pools, intents_of, twin=(domain_of[first.labels[0]], by_intent))
+        second = _coarse_subset(rng, split, level, twin=(coarse_of[first.labels[0]], by_intent))
         return None if second is None else [first, second]
 
-    return _draw_splits(family, rng, sizes, draw, clinc.splits, shuffle=family == "clinc_mixed")
+    return _draw_splits(family, rng, sizes, draw, splits, shuffle=kind == "mixed")
+
+
+def _build_clinc(family: str, data_dir: Path, rng: np.random.Generator, sizes: Sizes) -> dict[str, list[Subset]]:
+    return _build_hierarchy(family, load_clinc(data_dir), "domain", rng, sizes)
+
+
+def _carve_val(rng: np.random.Generator, train: Pools) -> tuple[Pools, Pools]:
+    """(train, val) pools: VAL_FRACTION of each label's texts (at least one), drawn with `rng`, become val."""
+    rest: Pools = {}
+    val: Pools = {}
+    for label, texts in train.items():
+        shuffled = [texts[i] for i in rng.permutation(len(texts))]
+        n_val = max(1, round(VAL_FRACTION * len(texts)))
+        val[label], rest[label] = shuffled[:n_val], shuffled[n_val:]
+    return rest, val
+
+
+def _build_hwu64(family: str, data_dir: Path, rng: np.random.Generator, sizes: Sizes) -> dict[str, list[Subset]]:
+    hwu = load_hwu64(data_dir)
+    split_rng, subset_rng = rng.spawn(2)
+    train, val = _carve_val(split_rng, hwu.splits["train"])
+    hierarchy = Hierarchy({"train": train, "val": val, "test": hwu.splits["test"]}, hwu.intents_of)
+    return _build_hierarchy(family, hierarchy, "scenario", subset_rng, sizes)
 
 
 def _build_banking77(family: str, data_dir: Path, rng: np.random.Generator, sizes: Sizes) -> dict[str, list[Subset]]:
     raw = load_banking77(data_dir)
     split_rng, subset_rng = rng.spawn(2)
-    pools: dict[str, Pools] = {"train": {}, "val": {}, "test": raw["test"]}
-    for intent, texts in raw["train"].items():
-        shuffled = [texts[i] for i in split_rng.permutation(len(texts))]
-        n_val = max(1, round(BANKING_VAL_FRACTION * len(texts)))
-        pools["val"][intent], pools["train"][intent] = shuffled[:n_val], shuffled[n_val:]
+    train, val = _carve_val(split_rng, raw["train"])
+    pools = {"train": train, "val": val, "test": raw["test"]}
     return _draw_splits(family, subset_rng, sizes, _draw_label_subset, pools)
+
+
+def _category_pools(data_dir: Path, rng: np.random.Generator) -> dict[str, Pools]:
+    """Amazon titles by category, the categories dealt to splits (unseen categories at val and test time)."""
+    titles = load_amazon_categories(data_dir, MIN_CATEGORY_SIZE)
+    categories = _unseen_split(rng, list(titles), lambda c: len(titles[c]))
+    return {split: {c: titles[c] for c in cats} for split, cats in categories.items()}
 
 
 def _build_amazon_category(
     family: str, data_dir: Path, rng: np.random.Generator, sizes: Sizes
 ) -> dict[str, list[Subset]]:
-    titles = load_amazon_categories(data_dir, MIN_CATEGORY_SIZE)
     split_rng, subset_rng = rng.spawn(2)
-    categories = _unseen_split(split_rng, list(titles), lambda c: len(titles[c]))
-    pools = {split: {c: titles[c] for c in cats} for split, cats in categories.items()}
+    pools = _category_pools(data_dir, split_rng)
     return _draw_splits(family, subset_rng, sizes, _draw_label_subset, pools)
 
 
@@ -358,24 +425,113 @@ def _product_label(products: list[Product], index: int) -> str:
     return f"{products[index].source}/{index:05d}"
 
 
-def _build_product_same(
-    family: str, data_dir: Path, rng: np.random.Generator, sizes: Sizes
-) -> dict[str, list[Subset]]:
-    products = load_products(data_dir)
-    split_rng, subset_rng = rng.spawn(2)
+def _product_pools(
+    products: list[Product], rng: np.random.Generator, forced: dict[int, str | None] | None = None
+) -> dict[str, dict[str, _ProductPool]]:
+    """split -> source -> its products, dealt to splits by `_unseen_split`.
+
+    `forced` = product index -> its split, fixed beforehand (None: in no split); the other products are dealt.
+    """
+    forced = forced or {}
     sources = list(dict.fromkeys(p.source for p in products))
     pools: dict[str, dict[str, _ProductPool]] = {s: {} for s in SPLITS}
     for source in sources:
         # Split each source's products on their own, so that every split gets its share of each source.
         ids = [i for i, p in enumerate(products) if p.source == source]
-        assigned = _unseen_split(split_rng, ids, lambda i: len(products[i].texts))
+        assigned = _unseen_split(rng, [i for i in ids if i not in forced], lambda i: len(products[i].texts))
+        for i in ids:
+            split = forced.get(i)
+            if split is not None:
+                assigned[split].append(i)
         for split, members in assigned.items():
             pools[split][source] = _product_pool(products, sorted(members))
+    return pools
+
+
+def _build_product_same(
+    family: str, data_dir: Path, rng: np.random.Generator, sizes: Sizes
+) -> dict[str, list[Subset]]:
+    products = load_products(data_dir)
+    split_rng, subset_rng = rng.spawn(2)
+    pools = _product_pools(products, split_rng)
 
     def draw(rng: np.random.Generator, split_pools: dict[str, _ProductPool]) -> list[_Draft] | None:
         return _one(_product_subset(rng, products, split_pools))
 
     return _draw_splits(family, subset_rng, sizes, draw, pools)
+
+
+@dataclass
+class _MixedProductPools:
+    """One split of product_mixed: products by source, Amazon titles by category."""
+
+    products: dict[str, _ProductPool]
+    categories: Pools
+
+
+def _category_twin(
+    rng: np.random.Generator, pools: Pools, first: _Draft, category_of: dict[str, str]
+) -> _Draft | None:
+    """The category-level partner of a product-level subset.
+
+    When titles of two or more different products of `first` share a category, the partner is its twin: that
+    category is always in, and its cluster is exactly those titles (apart at the product level, together here);
+    2-9 other categories fill the subset. Otherwise the partner is an ordinary category subset.
+    """
+    shared: dict[str, list[tuple[str, str]]] = {}
+    for text, label in zip(first.texts, first.labels):
+        category = category_of.get(text_key(text))
+        if category in pools:  # always, as the family's splits agree on shared titles; guarded all the same
+            shared.setdefault(category, []).append((text, label))
+    twins = [c for c, members in shared.items() if len({lab for _, lab in members}) >= 2]
+    if not twins:
+        return _label_subset(rng, pools, {"level": "category"})
+    category = twins[int(rng.integers(len(twins)))]
+    titles = [t for t, _ in shared[category]]
+    k, n = _draw_shape(rng)
+    others = _choose(rng, [c for c in pools if c != category], k - 1)
+    rest = n - len(titles)
+    if rest < len(others):
+        return None
+    sizes = _allocate(rng, rest, [len(pools[c]) for c in others])
+    if len(titles) + sum(sizes) < MIN_ENTITIES:
+        return None
+    clusters = [(category, titles)] + [(c, _sample(rng, pools[c], s)) for c, s in zip(others, sizes)]
+    return _assemble(rng, clusters, {"level": "category"})
+
+
+def _build_product_mixed(
+    family: str, data_dir: Path, rng: np.random.Generator, sizes: Sizes
+) -> dict[str, list[Subset]]:
+    """product_same-style and amazon_category-style subsets, in pairs (a product-level one and its partner).
+
+    The two tables share titles (most Amazon offers of walmart_amazon are tableB titles), so the splits are made
+    to agree: categories are dealt first, and a product with titles in a category's pool goes to that
+    category's split (a product whose titles fall in categories of two splits is left out); the other products
+    are dealt as in product_same. A title is then in one split for both levels.
+    """
+    products = load_products(data_dir)
+    split_rng, subset_rng = rng.spawn(2)
+    categories = _category_pools(data_dir, split_rng)
+    split_of = {text_key(t): s for s, pools in categories.items() for ts in pools.values() for t in ts}
+    category_of = {text_key(t): c for pools in categories.values() for c, ts in pools.items() for t in ts}
+    forced: dict[int, str | None] = {}
+    for i, product in enumerate(products):
+        found = sorted({split_of[k] for k in map(text_key, product.texts) if k in split_of})
+        if found:
+            forced[i] = found[0] if len(found) == 1 else None
+    product_pools = _product_pools(products, split_rng, forced)
+    pools = {s: _MixedProductPools(product_pools[s], categories[s]) for s in SPLITS}
+
+    def draw(rng: np.random.Generator, split: _MixedProductPools) -> list[_Draft] | None:
+        first = _product_subset(rng, products, split.products)
+        if first is None:
+            return None
+        first.extra = {"level": "product", **first.extra}
+        second = _category_twin(rng, split.categories, first, category_of)
+        return None if second is None else [first, second]
+
+    return _draw_splits(family, subset_rng, sizes, draw, pools, shuffle=True)
 
 
 _BUILDERS: dict[str, Callable[[str, Path, np.random.Generator, Sizes], dict[str, list[Subset]]]] = {
@@ -385,6 +541,10 @@ _BUILDERS: dict[str, Callable[[str, Path, np.random.Generator, Sizes], dict[str,
     "banking77": _build_banking77,
     "amazon_category": _build_amazon_category,
     "product_same": _build_product_same,
+    "hwu64_intent": _build_hwu64,
+    "hwu64_scenario": _build_hwu64,
+    "hwu64_mixed": _build_hwu64,
+    "product_mixed": _build_product_mixed,
 }
 FAMILIES: tuple[str, ...] = tuple(_BUILDERS)
 FAMILY_FILES: dict[str, tuple[str, ...]] = {
@@ -394,6 +554,10 @@ FAMILY_FILES: dict[str, tuple[str, ...]] = {
     "banking77": BANKING_FILES,
     "amazon_category": AMAZON_CATEGORY_FILES,
     "product_same": PRODUCT_FILES,
+    "hwu64_intent": HWU64_FILES,
+    "hwu64_scenario": HWU64_FILES,
+    "hwu64_mixed": HWU64_FILES,
+    "product_mixed": PRODUCT_FILES + AMAZON_CATEGORY_FILES,
 }
 """Raw files each family reads, relative to the data directory."""
 

@@ -4,7 +4,8 @@ Every reader normalises whitespace, drops empty texts and resolves repeats, so t
 - a text (compared case-insensitively) has exactly one label;
 - a text sits in one split only and once in its pool.
 Raw data repeats some texts (CLINC150 has four utterances under two intents and a few shared between splits;
-BANKING77 shares six queries between train and test; Amazon titles recur under different categories).
+BANKING77 shares six queries between train and test; HWU64 repeats three utterances within train.csv;
+Amazon titles recur under different categories).
 Ambiguous texts (two labels) are dropped; a text seen in an earlier split is dropped from the later ones.
 """
 
@@ -22,6 +23,7 @@ Pools = dict[str, list[str]]
 
 CLINC_FILES = ("clinc150/data_full.json", "clinc150/domains.json")
 BANKING_FILES = ("banking77/train.csv", "banking77/test.csv")
+HWU64_FILES = ("hwu64/train.csv", "hwu64/test.csv")
 AMAZON_CATEGORY_FILES = ("walmart_amazon_categories/tableB.csv",)
 
 # source name -> (table A, table B, title column, delimiter); the gt file is <source>/gt.csv.
@@ -50,7 +52,7 @@ def require_file(data_dir: Path, relative: str) -> Path:
     if not data_dir.is_dir():
         raise FileNotFoundError(
             f"benchmark data directory {data_dir} does not exist "
-            "(expected clinc150/, banking77/, walmart_amazon_categories/, product_matching/ in it)"
+            "(expected clinc150/, banking77/, hwu64/, walmart_amazon_categories/, product_matching/ in it)"
         )
     path = data_dir / relative
     if not path.is_file():
@@ -92,19 +94,20 @@ def disjoint_pools(rows_by_split: dict[str, Iterable[tuple[str, str]]]) -> dict[
 
 
 @dataclass(frozen=True)
-class Clinc:
-    """CLINC150 without out-of-scope utterances.
+class Hierarchy:
+    """Texts labelled at two granularities: fine labels (intents), each in one coarse label (domain, scenario).
 
     Attributes:
-        splits: "train"/"val"/"test" -> intent -> utterances (the dataset's own splits, made text-disjoint).
-        intents_of: domain -> its intents, in domains.json order.
+        splits: split -> intent -> texts (the dataset's own splits, made text-disjoint).
+        intents_of: coarse label -> its intents, in the dataset's order.
     """
 
     splits: dict[str, Pools]
     intents_of: dict[str, list[str]]
 
 
-def load_clinc(data_dir: Path) -> Clinc:
+def load_clinc(data_dir: Path) -> Hierarchy:
+    """CLINC150 without out-of-scope utterances: "train"/"val"/"test" intent pools, domains from domains.json."""
     data_path, domains_path = (require_file(data_dir, f) for f in CLINC_FILES)
     data = json.loads(data_path.read_text(encoding="utf-8"))
     intents_of = json.loads(domains_path.read_text(encoding="utf-8"))
@@ -117,7 +120,7 @@ def load_clinc(data_dir: Path) -> Clinc:
     unknown = sorted({lab for pools in splits.values() for lab in pools} - known)
     if unknown:
         raise ValueError(f"{domains_path}: intents {unknown[:5]} of {data_path} belong to no domain")
-    return Clinc(splits, intents_of)
+    return Hierarchy(splits, intents_of)
 
 
 def load_banking77(data_dir: Path) -> dict[str, Pools]:
@@ -125,6 +128,28 @@ def load_banking77(data_dir: Path) -> dict[str, Pools]:
     paths = {split: require_file(data_dir, f) for split, f in zip(("train", "test"), BANKING_FILES)}
     rows = {split: _read_csv(p, ",", ("text", "category")) for split, p in paths.items()}
     return disjoint_pools({split: ((r["text"], r["category"]) for r in rs) for split, rs in rows.items()})
+
+
+def load_hwu64(data_dir: Path) -> Hierarchy:
+    """HWU64 intent pools for "train" and "test" (train.csv and test.csv, made text-disjoint), grouped by scenario.
+
+    Scenarios and their intents are in first-seen order (train.csv, then test.csv). An intent under two scenarios
+    is a ValueError naming the file where the second one appears.
+    """
+    paths = {split: require_file(data_dir, f) for split, f in zip(("train", "test"), HWU64_FILES)}
+    rows = {split: _read_csv(p, ",", ("text", "scenario", "intent")) for split, p in paths.items()}
+    scenario_of: dict[str, str] = {}
+    intents_of: dict[str, list[str]] = {}
+    for split, rs in rows.items():
+        for r in rs:
+            intent, scenario = r["intent"].strip(), r["scenario"].strip()
+            known = scenario_of.setdefault(intent, scenario)
+            if known != scenario:
+                raise ValueError(f"{paths[split]}: intent {intent!r} is under scenarios {known!r} and {scenario!r}")
+            if intent not in intents_of.setdefault(scenario, []):
+                intents_of[scenario].append(intent)
+    splits = disjoint_pools({split: ((r["text"], r["intent"].strip()) for r in rs) for split, rs in rows.items()})
+    return Hierarchy(splits, intents_of)
 
 
 def load_amazon_categories(data_dir: Path, min_size: int) -> Pools:

@@ -27,8 +27,10 @@ class TrainingConfig:
             would stay near its initial value.
         anchor: L2-SP, decoupled like AdamW's weight decay, which pulls towards 0 instead; it keeps the fine-tuned
             encoder near the pretrained one, which generalises to families it never saw.
+        lora_rank: 0 on a model with an adapter folds the adapter into the backbone first, then trains every weight.
         max_steps: a run stopped by max_steps=k and resumed with a larger max_steps reaches exactly the weights of an
-            uninterrupted run.
+            uninterrupted run: bit for bit at one torch thread; at more, to float rounding (under load, some CPU
+            kernels' reductions do not add in one order).
     """
 
     loss: str = _option("augmented_triplet", "training loss: " + "; ".join(f"{k} = {v}" for k, v in LOSSES.items()))
@@ -40,6 +42,11 @@ class TrainingConfig:
     weight_decay: float = _option(0.01, "AdamW weight decay of the encoder; the loss's parameters get none")
     anchor: float = _option(0.0, "decay of the encoder's weights towards those it started from: each step pulls "
                                  "every weight back by lr x anchor of its distance from its start (0 = off)")
+    lora_rank: int = _option(0, "train a LoRA adapter of this rank on the backbone instead of every weight (0 = "
+                                "every weight); a model that already has an adapter trains that one")
+    lora_alpha: float = _option(16.0, "LoRA scale numerator: the adapter's update is multiplied by alpha / rank")
+    lora_targets: str | None = _option(None, "comma-separated names of the linear layers that get an adapter "
+                                             "(default: the query and value projections)")
     warmup_steps: int = _option(0, "linear warmup of both learning rates over this many steps (0 = none)")
     batch_size: int = _option(4, "subsets per optimizer step and process")
     epochs: int = _option(10, "passes over the training subsets")
@@ -65,6 +72,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.lora_rank < 0 or self.lora_alpha <= 0:
+            raise ValueError(f"lora_rank must be >= 0 and lora_alpha > 0, got {self.lora_rank!r}, {self.lora_alpha!r}")
         if self.warmup_steps < 0 or self.log_every < 0 or self.anchor < 0:
             raise ValueError("warmup_steps, log_every and anchor must be >= 0")
 
@@ -107,3 +116,13 @@ def _typed(name: str, value, annotation: str):
                 return int(value)
     expected = {"int": "a whole number", "float": "a finite number", "bool": "true or false", "str": "text"}[kind]
     raise ValueError(f"field {name!r} must be {expected}{' or null' if rest else ''}, got {value!r}")
+
+
+def lora_spec(config: TrainingConfig):
+    """The `cactus.encoder.LoraSpec` that `config` asks for (None for training every weight)."""
+    from cactus.encoder import LoraSpec
+
+    if not config.lora_rank:
+        return None
+    targets = tuple(t.strip() for t in (config.lora_targets or "").split(",") if t.strip())
+    return LoraSpec(config.lora_rank, config.lora_alpha, targets)

@@ -38,11 +38,12 @@ from cactus.atomic import recover_dir, replace_dir
 from cactus.cluster import ThresholdCurve
 from cactus.config import CONFIG_NAME, ThresholdProvenance
 from cactus.data.subsets import Subset, require_labels
+from cactus.encoder.adapter import unfold
 from cactus.losses import LossOutput, make_loss
 from cactus.selfsup import Augmentation, make_synthetic_subsets
 from cactus.text import SubsetBatch, tokenize_subsets
 from cactus.train.checkpoint import TrainerState
-from cactus.train.config import TrainingConfig
+from cactus.train.config import TrainingConfig, lora_spec
 from cactus.train.evaluator import ThresholdEvaluator
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,14 @@ class Trainer:
         )
         set_seed(config.seed, device_specific=True)  # different dropout masks on different processes
         model.device = self.accelerator.device  # `Cactus.embed` (validation) then feeds the same device
+        spec = lora_spec(config)
+        if spec is None:
+            model.merge_adapter()
+            model.base_published_ = False  # every weight trains
+        elif not model.config.adapter:
+            model.add_adapter(spec)
+        model.fold_adapter = False  # training needs the adapter apart; `train` turns folding back on at its end
+        unfold(model.encoder.backbone)  # folded by an earlier prediction
         self.encoder = model.encoder.to(model.device)
         self.loss_fn = make_loss(config.loss, margin=config.margin, init_neutral=config.init_neutral)
         groups = [{"params": [p for p in self.encoder.parameters() if p.requires_grad],
@@ -175,6 +184,7 @@ class Trainer:
         stepped = self._run(state, subsets_of, evaluator, bar)
         bar.close()
         self.encoder.eval()  # the model's inference methods expect eval mode (no dropout)
+        self.model.fold_adapter = True
         if stepped:
             self._checkpoint(state)  # always resumable from the end, e.g. with a larger max_steps
         if self.n_truncated:

@@ -1,0 +1,249 @@
+"""The shipped default model, retrained and measured by one command.
+
+1. Builds the benchmark from the raw data if `--bench` is missing (`cactus data build`).
+2. Runs the experiment `default_model` (benchmarks/configs/default_model.json; the runner resumes a run cut short):
+   SIA trained on the training subsets of all benchmark families together, once with a LoRA adapter and once on
+   every weight, for the same steps, and the pretrained encoder beside them.
+3. Makes the LoRA run's best model the default: its cut (the stored threshold or an adaptive rule) is chosen by
+   `Cactus.tune_cut` on the validation subsets of all families together, and it is written, as its adapter alone,
+   to src/cactus/models/default (with `--write`).
+4. Measures the default as shipped against the context-free model as shipped, on the same test subsets of every
+   family (each at its one stored threshold, and each with its own cut), with paired bootstrap intervals; the LoRA
+   and full fine-tuning runs side by side from their records; and both shipped models' prediction speed, side by side
+   in this process. Writes docs/results/default_model.{json,md}.
+
+    python benchmarks/default_model.py --data-dir ../shared/data --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from experiments import Experiment
+from experiments.spec import REPO
+from experiments.store import default_dirs, record_path, training_folder
+from provenance import machine_info, write_record
+
+from cactus import Cactus
+from cactus.config import ThresholdProvenance, packaged_model
+from cactus.data import read_subsets
+from cactus.evaluate import evaluate_predictions
+
+EXPERIMENT = "default_model"
+LORA_RUN, FULL_RUN, PRETRAINED_RUN = ("SIA + LoRA r16, all linear layers", "SIA, every weight",
+                                      "pretrained encoder (context-free)")
+# Where each family's texts come from, and their license (docs/data.md), for the model card.
+SOURCES = {
+    "clinc": "CLINC150 (CC BY 3.0)",
+    "banking77": "BANKING77 (CC BY 4.0)",
+    "hwu64": "HWU64 (CC BY 4.0)",
+    "amazon_category": "Walmart-Amazon, Amazon table (research use)",
+    "product_same": "Abt-Buy, Amazon-Google, Walmart-Amazon matches (research use)",
+    "product_mixed": "Walmart-Amazon categories and Abt-Buy, Amazon-Google, Walmart-Amazon matches (research use)",
+}
+COMMAND = "python benchmarks/default_model.py --data-dir ../shared/data --write"
+
+
+def source_of(family: str) -> str:
+    return next(v for k, v in SOURCES.items() if family.startswith(k))
+
+
+def paired_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray], relative: bool,
+                      resamples: int = 10_000) -> dict:
+    """Mean over families of a's mean per-subset score minus b's (or a's / b's - 1), with a 95% paired bootstrap
+    interval: the same test subsets resampled for both, within each family."""
+    rng = np.random.default_rng(0)
+    picks = {f: rng.integers(0, len(a[f]), (resamples, len(a[f]))) for f in a}
+    ma = np.mean([a[f][picks[f]].mean(axis=1) for f in a], axis=0)
+    mb = np.mean([b[f][picks[f]].mean(axis=1) for f in a], axis=0)
+    point_a, point_b = np.mean([a[f].mean() for f in a]), np.mean([b[f].mean() for f in a])
+    diff = ma / mb - 1 if relative else ma - mb
+    point = point_a / point_b - 1 if relative else point_a - point_b
+    return {"point": float(point), "ci": [float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))]}
+
+
+def evaluate_shipped(model: Cactus, tests: dict[str, list]) -> dict:
+    """Per family: AMI per test subset at the model's stored threshold and with its own cut; and the seconds that
+    `predict` (embedding and its cut) took over all families."""
+    out, seconds = {}, 0.0
+    for family, subsets in tests.items():
+        start = time.perf_counter()
+        sims = model.similarities(subsets)
+        by_cut = model.cluster_similarities(sims)
+        seconds += time.perf_counter() - start
+        stored = model.cluster_similarities(sims, threshold=model.threshold_)
+        out[family] = {name: [row["ami"] for row in evaluate_predictions(subsets, preds)["per_subset"]]
+                       for name, preds in (("stored", stored), ("cut", by_cut))}
+    return {"families": out, "predict_seconds": seconds}
+
+
+def speed(models: dict[str, Cactus], subsets: list, rounds: int) -> dict:
+    """Entities per second of `predict` for each model, the models taking turns; the median of `rounds`."""
+    n = sum(len(s) for s in subsets)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():
+        model.predict(subsets[:4])  # warm-up: weights loaded, first-call costs paid
+    for _ in range(rounds):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.predict(subsets)
+            times[name].append(time.perf_counter() - start)
+    return {name: {"entities_per_second": n / float(np.median(t)), "seconds": t} for name, t in times.items()}
+
+
+def make_default(best: Path, val: list, families: list[str], record: dict, steps: int) -> Cactus:
+    """The LoRA run's best model with its cut tuned on `val`, its token limit that of the shipped models, its
+    threshold's provenance and its training record filled in for the card."""
+    model = Cactus.from_pretrained(best, device="cpu")
+    model.config.max_tokens = Cactus.from_pretrained("context-free").config.max_tokens
+    choice = model.tune_cut(val)
+    model.adopt_threshold(choice.curve, ThresholdProvenance(
+        subsets=len(val), step=model.config.training.get("step"), command=COMMAND, date=date.today().isoformat(),
+        tuned_on=f"validation subsets of {', '.join(families)} together ({len(val) // len(families)} each)"))
+    model.config.cut_provenance |= {"chosen_by": "Cactus.tune_cut on the same validation subsets", "command": COMMAND}
+    model.config.training["data"]["families"] = {f: source_of(f) for f in families}
+    model.config.training["data"]["steps"] = steps
+    model.config.training["run_record"] = str(record.relative_to(REPO))
+    return model
+
+
+def markdown(rec: dict) -> str:
+    fams = list(rec["families"])
+    head = ["", "| family | " + " | ".join(rec["columns"]) + " |", "|---|" + "---|" * len(rec["columns"])]
+    rows = [f"| {f} | " + " | ".join(f"{rec['families'][f][c]:.3f}" for c in rec["columns"]) + " |" for f in fams]
+    rows.append("| **mean** | " + " | ".join(f"**{rec['mean'][c]:.3f}**" for c in rec["columns"]) + " |")
+    cmp = rec["comparisons"]
+
+    def interval(c: dict, pct: bool) -> str:
+        f = (lambda x: f"{100 * x:+.1f}%") if pct else (lambda x: f"{x:+.3f}")
+        return f"{f(c['point'])} (95% interval {f(c['ci'][0])} to {f(c['ci'][1])})"
+
+    speed = rec["speed"]
+    lines = [
+        "# The shipped default model", "",
+        f"`{rec['command']}` ({rec['date']}; one seed). {rec['about']}", "",
+        "Test AMI, mean over the first test subsets of every family "
+        f"({rec['test_subsets_per_family']} each); *stored t* = the model's one stored threshold, *cut* = the "
+        "model's own cut (what `predict` does), *own t* = a threshold tuned on the family's own validation subsets "
+        "(needs its labels; from the run records, at the training token limit).", *head, *rows, "",
+        f"- Default against the context-free model, each at its one stored threshold: "
+        f"{interval(cmp['default_vs_context_free_stored'], True)}.",
+        f"- Default against the context-free model, each with its own cut: "
+        f"{interval(cmp['default_vs_context_free_cut'], True)}.",
+        f"- LoRA against fine-tuning every weight, same steps, each at its stored threshold (run records): "
+        f"{interval(cmp['lora_minus_full_stored'], False)} AMI.",
+        "",
+        f"Training cost (run records, {rec['steps']} steps, batches of 4 subsets; the runs shared the 2 cores "
+        "with other work part of the time, so wall times are upper bounds):", "",
+        "| run | trainable parameters | adapter on disk | training wall s | peak RSS MiB |", "|---|---|---|---|---|",
+        *[f"| {name} | {r['trainable']} | {r['saved_mb']} | {r['train_s']:.0f} | {r['rss_mib']:.0f} |"
+          for name, r in rec["training"].items()],
+        "",
+        f"Prediction speed, side by side in one process ({speed['entities']} entities, median of "
+        f"{speed['rounds']} rounds): default {speed['models']['default']['entities_per_second']:.0f} entities/s, "
+        f"context-free {speed['models']['context-free']['entities_per_second']:.0f} "
+        f"({speed['ratio']:.2f}x).", "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default="data/benchmark")
+    ap.add_argument("--data-dir", default="../shared/data", help="raw data, to build --bench when it is missing")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write", action="store_true", help="write the default to src/cactus/models/default")
+    ap.add_argument("--speed-rounds", type=int, default=3)
+    ap.add_argument("--speed-subsets", type=int, default=20, help="test subsets per family the speed is timed on")
+    ap.add_argument("--out", default="docs/results/default_model")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    bench = Path(args.bench)
+    if not bench.is_dir():
+        subprocess.run(["cactus", "data", "build", "--data-dir", args.data_dir, "--out", str(bench)], check=True)
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "experiments.py"), "run", EXPERIMENT, "--jobs", "1",
+                    "--threads", str(args.threads), "--bench", str(bench)], check=True, cwd=REPO)
+
+    exp = Experiment.load(EXPERIMENT)
+    results, work = default_dirs(False)
+    specs = {label: spec for label, (spec, _) in exp.runs.items()}
+    records = {label: json.loads(record_path(results, spec, 0).read_text()) for label, spec in specs.items()}
+    lora_spec = specs[LORA_RUN]
+    families = list(lora_spec.train_families)
+    val = [s for f in families for s in read_subsets(bench / f / "val.jsonl")[: lora_spec.val_subsets]]
+    tests = {f: read_subsets(bench / f / "test.jsonl")[: lora_spec.test_subsets] for f in families}
+    best = training_folder(work, lora_spec, 0) / "train" / "best"
+    default = make_default(best, val, families, record_path(results, lora_spec, 0), lora_spec.steps)
+    if args.write:
+        default.save_pretrained(packaged_model("default"))
+        default = Cactus.from_pretrained("default", device="cpu")  # measured as it loads from the package
+    context_free = Cactus.from_pretrained("context-free", device="cpu")
+    shipped = {"default": evaluate_shipped(default, tests), "context-free": evaluate_shipped(context_free, tests)}
+
+    def per_subset(name: str, key: str) -> dict[str, np.ndarray]:
+        return {f: np.asarray(v[key]) for f, v in shipped[name]["families"].items()}
+
+    def from_record(label: str, key: str) -> dict[str, np.ndarray]:
+        return {f: np.asarray(records[label]["families"][f][f"{key}_ami_per_subset"]) for f in families}
+
+    columns = {
+        "context-free, stored t": per_subset("context-free", "stored"),
+        "context-free, cut": per_subset("context-free", "cut"),
+        "pretrained, own t": from_record(PRETRAINED_RUN, "own"),
+        "full fine-tuning, stored t": from_record(FULL_RUN, "stored"),
+        "LoRA, stored t": from_record(LORA_RUN, "stored"),
+        "default, stored t": per_subset("default", "stored"),
+        "default, cut": per_subset("default", "cut"),
+    }
+    flat = [s for f in families for s in tests[f][: args.speed_subsets]]
+    speeds = speed({"default": default, "context-free": context_free}, flat, args.speed_rounds)
+    training = {}
+    for label in (LORA_RUN, FULL_RUN):
+        r = records[label]
+        folder = training_folder(work, specs[label], 0) / "train" / "best"
+        saved = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and "backbone" not in p.parts)
+        model = Cactus.from_pretrained(folder, device="cpu")
+        trainable = (sum(p.numel() for n, p in model.encoder.named_parameters() if ".lora_" in n)
+                     if model.config.adapter else sum(p.numel() for p in model.encoder.parameters()))
+        training[label] = {"trainable": trainable,
+                           "saved_mb": f"{saved / 2**20:.1f} MB" if model.config.adapter else "(every weight)",
+                           "train_s": r["wall_seconds"]["train"], "rss_mib": r["peak_rss_mib"]}
+    record = {
+        "command": COMMAND, "date": date.today().isoformat(), "steps": lora_spec.steps,
+        "about": (f"Trained on {', '.join(families)} together; the default is the LoRA run's best model with the cut "
+                  f"that `Cactus.tune_cut` chose on {len(val)} validation subsets: "
+                  f"{default.cut_.describe()}, threshold {default.threshold_:.2f}."),
+        "test_subsets_per_family": lora_spec.test_subsets,
+        "columns": list(columns),
+        "families": {f: {c: float(v[f].mean()) for c, v in columns.items()} for f in families},
+        "mean": {c: float(np.mean([v[f].mean() for f in families])) for c, v in columns.items()},
+        "comparisons": {
+            "default_vs_context_free_stored": paired_difference(columns["default, stored t"],
+                                                                columns["context-free, stored t"], relative=True),
+            "default_vs_context_free_cut": paired_difference(columns["default, cut"], columns["context-free, cut"],
+                                                             relative=True),
+            "lora_minus_full_stored": paired_difference(columns["LoRA, stored t"],
+                                                        columns["full fine-tuning, stored t"], relative=False),
+        },
+        "per_subset": {c: {f: v[f].tolist() for f in families} for c, v in columns.items()},
+        "training": training,
+        "speed": {"entities": sum(len(s) for s in flat), "rounds": args.speed_rounds, "models": speeds,
+                  "ratio": speeds["default"]["entities_per_second"] / speeds["context-free"]["entities_per_second"]},
+        "cut": default.config.cut, "threshold": default.threshold_,
+        "machine": machine_info(threads=args.threads),
+    }
+    write_record(REPO / args.out, record, markdown(record))
+    print(markdown(record))
+
+
+if __name__ == "__main__":
+    main()

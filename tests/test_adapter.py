@@ -1,0 +1,204 @@
+"""LoRA adapters: a fresh one changes nothing, training moves the adapter alone, an adapter on the published backbone
+saves alone and reloads offline, merging and interpolation, damaged folders, BERT and T5."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cactus import Cactus
+from cactus.config import ModelFormatError
+from cactus.data.benchmarks import build_family
+from cactus.encoder import LoraSpec
+from cactus.train import Trainer, TrainingConfig
+
+from conftest import EXAMPLES, SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    return build_family("clinc_intent", SHARED_DATA, n_train=8, n_val=4, n_test=0)
+
+
+@pytest.fixture(scope="module")
+def examples():
+    from cactus.data import read_subsets
+
+    return read_subsets(EXAMPLES)
+
+
+def nudge_adapter(model: Cactus, seed: int = 0) -> None:
+    """Random adapter weights, as training would leave them (a fresh adapter's B is zero)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.encoder.named_parameters():
+            if ".lora_" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+
+
+def embeddings_equal(a: Cactus, b: Cactus, subsets, atol: float = 0.0) -> bool:
+    return all(np.allclose(x, y, rtol=0, atol=atol) for x, y in zip(a.embed(subsets), b.embed(subsets)))
+
+
+def test_adapter_on_the_published_backbone_saves_alone_and_reloads(examples, tmp_path):
+    plain = Cactus(attention="sia", device="cpu")
+    model = Cactus(attention="sia", device="cpu")
+    spec = model.add_adapter(LoraSpec(rank=4, alpha=8))
+    assert spec.targets == ("query", "value")
+    assert embeddings_equal(model, plain, examples[:3], atol=1e-6), "a fresh adapter (B = 0) must change nothing"
+    trainable = [n for n, p in model.encoder.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_" in n for n in trainable)
+
+    nudge_adapter(model)
+    assert not embeddings_equal(model, plain, examples[:3], atol=1e-4)
+    model.adopt_threshold(0.4)
+    model.save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m" / "backbone").exists()
+    size = sum(f.stat().st_size for f in (tmp_path / "m").rglob("*") if f.is_file())
+    assert size < 1_000_000, size  # the backbone (90 MB) loads by name
+    assert "LoRA, rank 4, alpha 8, on query, value" in (tmp_path / "m" / "README.md").read_text()
+    reloaded = Cactus.from_pretrained(tmp_path / "m", device="cpu")
+    assert reloaded.config == model.config
+    assert embeddings_equal(reloaded, model, examples, atol=1e-6)
+
+
+def test_adapter_on_a_local_backbone_saves_both(tiny_backbone, examples, tmp_path):
+    model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    model.add_adapter(LoraSpec(rank=2))
+    nudge_adapter(model)
+    model.adopt_threshold(0.3)
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "backbone").is_dir() and (tmp_path / "m" / "adapter").is_dir()
+    # the backbone is saved without the adapter's layers, under the architecture's own names
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "m" / "backbone" / "model.safetensors"), framework="pt") as f:
+        assert not [k for k in f.keys() if "lora" in k or "base_layer" in k]
+    reloaded = Cactus.from_pretrained(tmp_path / "m", device="cpu")
+    assert embeddings_equal(reloaded, model, examples, atol=1e-6)
+
+
+def test_lora_training_moves_the_adapter_alone_and_resumes_exactly(tiny_backbone, data, tmp_path, one_thread):
+    def run(folder, max_steps, resume=False):
+        model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+        base = {k: v.clone() for k, v in model.encoder.backbone.state_dict().items()}
+        config = TrainingConfig(lr=1e-2, max_steps=max_steps, eval_every=2, lora_rank=4, progress=False)
+        Trainer(model, config, folder).train(data["train"], data["val"], resume=resume)
+        return model, base
+
+    model, base = run(tmp_path / "whole", 4)
+    state = model.encoder.backbone.state_dict()
+    lora = {k: v for k, v in state.items() if ".lora_B." in k}
+    assert lora and any(v.abs().sum() > 0 for v in lora.values()), "the adapter must have learned"
+    for k, v in state.items():
+        if ".lora_" not in k:
+            assert torch.equal(v, base[k.replace(".base_layer", "")]), f"{k} moved"
+    assert model.config.adapter["rank"] == 4 and (tmp_path / "whole" / "best" / "adapter").is_dir()
+
+    run(tmp_path / "split", 2)
+    resumed, _ = run(tmp_path / "split", 4, resume=True)
+    again = resumed.encoder.backbone.state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in state.items())
+
+
+def test_full_training_of_an_adapter_model_merges_it_first(tiny_backbone, data, examples, tmp_path):
+    model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    model.add_adapter(LoraSpec(rank=2))
+    nudge_adapter(model)
+    before = model.embed(examples[:3])
+    model.merge_adapter()
+    assert model.config.adapter == {} and not [n for n, _ in model.encoder.named_parameters() if "lora" in n]
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(before, model.embed(examples[:3])))
+    assert all(p.requires_grad for p in model.encoder.parameters())
+
+    model.add_adapter(LoraSpec(rank=2))
+    config = TrainingConfig(lr=1e-3, max_steps=1, progress=False)  # lora_rank 0: every weight
+    Trainer(model, config, tmp_path).train(data["train"], data["val"])
+    assert model.config.adapter == {} and (tmp_path / "best" / "backbone").is_dir()
+    assert not (tmp_path / "best" / "adapter").exists()
+
+
+def test_interpolating_an_adapter_scales_its_update(tiny_backbone, examples):
+    plain = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    model.add_adapter(LoraSpec(rank=2))
+    nudge_adapter(model)
+    with pytest.raises(ValueError, match="no start"):
+        model.interpolate(0.5, plain)
+    model.interpolate(0.0)
+    assert embeddings_equal(model, plain, examples, atol=1e-6)
+
+
+def test_t5_backbone_takes_an_adapter(tmp_path, examples, tiny_t5):
+    model = Cactus(backbone=tiny_t5, attention="sia", device="cpu")
+    assert model.add_adapter(LoraSpec(rank=2)).targets == ("q", "v")
+    nudge_adapter(model)
+    model.adopt_threshold(0.5)
+    model.save_pretrained(tmp_path / "m")
+    assert embeddings_equal(Cactus.from_pretrained(tmp_path / "m", device="cpu"), model, examples, atol=1e-6)
+
+
+def test_bad_adapters_are_refused_with_the_reason(tiny_backbone, tmp_path):
+    model = Cactus(backbone=tiny_backbone, device="cpu")
+    with pytest.raises(ValueError, match=r"\['nope'\] are not linear layers.*query"):
+        model.add_adapter(LoraSpec(targets=("nope",)))
+    with pytest.raises(ValueError, match="rank must be a positive integer"):
+        LoraSpec(rank=0)
+
+    model = Cactus(attention="sia", device="cpu")
+    model.add_adapter(LoraSpec(rank=2))
+    model.adopt_threshold(0.4)
+    model.save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(b"not safetensors")
+    with pytest.raises(ModelFormatError, match="adapter_model.safetensors: not a readable safetensors file"):
+        Cactus.from_pretrained(tmp_path / "m")
+    weights.unlink()
+    with pytest.raises(ModelFormatError, match="adapter_model.safetensors: missing"):
+        Cactus.from_pretrained(tmp_path / "m")
+    record = json.loads((tmp_path / "m" / "cactus_config.json").read_text())
+    record["config"]["adapter"] = {"type": "lora", "rank": -1}
+    (tmp_path / "m" / "cactus_config.json").write_text(json.dumps(record))
+    with pytest.raises(ModelFormatError, match="'adapter' must be"):
+        Cactus.from_pretrained(tmp_path / "m")
+
+
+def test_folding_for_inference_keeps_the_embeddings_and_undoes_exactly(tiny_backbone, data, examples, tmp_path):
+    model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    model.add_adapter(LoraSpec(rank=2))
+    nudge_adapter(model)
+    weights = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    model.fold_adapter = False
+    unfolded = model.embed(examples)
+    model.fold_adapter = True
+    folded = model.embed(examples)
+    layer = next(m for m in model.encoder.modules() if hasattr(m, "lora_A"))
+    assert layer.merged  # the plain layer runs
+    assert all(np.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(unfolded, folded))
+    # Training after a folded prediction starts from the exact weights, and trains the adapter apart.
+    Trainer(model, TrainingConfig(lr=0.0, neutral_lr=0.0, max_steps=1, lora_rank=2, progress=False),
+            tmp_path).train(data["train"], data["val"])
+    model.fold_adapter = False
+    model.embed(examples[:1])
+    after = model.encoder.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in weights.items())
+
+
+def test_cli_trains_an_adapter_and_continues_it_from_a_saved_model(tiny_backbone, tmp_path):
+    """The adaptation path: `cactus train --lora-rank` makes an adapter model; training from that model with
+    --lora-rank continues its adapter (its rank kept), and the result predicts from the command line."""
+    from cactus.cli import main
+
+    common = ["--train", str(EXAMPLES), "--val", str(EXAMPLES), "--attention", "sia", "--max-steps", "1",
+              "--batch-size", "2", "-q", "--lr", "1e-2"]
+    assert main(["train", *common, "--out", str(tmp_path / "a"), "--model", tiny_backbone, "--lora-rank", "2"]) == 0
+    first = Cactus.from_pretrained(tmp_path / "a" / "best")
+    assert first.config.adapter["rank"] == 2
+    assert main(["train", *common, "--out", str(tmp_path / "b"), "--model", str(tmp_path / "a" / "best"),
+                 "--lora-rank", "8"]) == 0
+    second = Cactus.from_pretrained(tmp_path / "b" / "best")
+    assert second.config.adapter == first.config.adapter  # the adapter it started with, trained on
+    assert main(["predict", str(EXAMPLES), "-o", str(tmp_path / "p.jsonl"), "--model", str(tmp_path / "b" / "best"),
+                 "-q"]) == 0
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == len(EXAMPLES.read_text().splitlines())
