@@ -24,9 +24,22 @@ def same_partition(a, b) -> bool:
     return partition_metrics(a, b)["ari"] == 1.0
 
 
-def test_default_model_has_shipped_threshold(default_model):
+def test_shipped_models_load_offline_with_their_threshold_and_cut(default_model):
+    """The default: SIA with a LoRA adapter of a few MB on the installed backbone, trained by
+    benchmarks/default_model.py; the context-free model: the backbone alone. Both load from the package, offline."""
+    from cactus.config import packaged_model
+
     assert default_model.threshold_ is not None and -1.0 <= default_model.threshold_ <= 1.0
-    assert default_model.config.threshold_provenance["command"].startswith("python benchmarks/baseline.py")
+    assert default_model.config.threshold_provenance["command"].startswith("python benchmarks/default_model.py")
+    assert default_model.config.attention == "sia" and default_model.config.adapter["type"] == "lora"
+    folder = packaged_model("default")
+    assert not (folder / "backbone").exists()
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 5 * 2**20
+    assert set(default_model.config.training["data"]["families"]) >= {"clinc_mixed", "hwu64_mixed", "product_mixed"}
+    context_free = Cactus.from_pretrained("context-free")
+    assert context_free.config.attention == "nia" and not context_free.config.trained
+    assert context_free.config.threshold_provenance["command"].startswith("python benchmarks/baseline.py")
+    assert Cactus.from_pretrained("all-MiniLM-L6-v2").config == context_free.config
 
 
 def test_predict_shapes_and_quality_on_examples(default_model, examples):
@@ -34,7 +47,7 @@ def test_predict_shapes_and_quality_on_examples(default_model, examples):
     assert [len(p) for p in preds] == [len(s) for s in examples]
     for p in preds:
         assert p.dtype.kind == "i" and p.min() == 0 and list(np.unique(p)) == list(range(p.max() + 1))
-    # the context-free pretrained encoder is far from perfect on these small subsets, but well above chance (0)
+    # far from perfect on these small subsets, but well above chance (0)
     mean_ami = np.mean([partition_metrics(s.labels, p)["ami"] for s, p in zip(examples, preds)])
     assert mean_ami > 0.2
 
@@ -243,7 +256,7 @@ def test_loading_a_trained_model_in_another_attention_mode_is_refused(tmp_path, 
     assert switched.encoder.attention == "nia"
     # the same mode, and an untrained encoder in any mode, load as asked
     assert Cactus.from_pretrained(tmp_path / "m", attention="sia", device="cpu").config.attention == "sia"
-    assert Cactus.from_pretrained("default", attention="sia", device="cpu").config.attention == "sia"
+    assert Cactus.from_pretrained("context-free", attention="sia", device="cpu").config.attention == "sia"
 
 
 def test_the_cut_is_a_model_choice_saved_and_used_by_predict(tmp_path, examples, tiny_backbone):

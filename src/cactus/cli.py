@@ -380,12 +380,11 @@ def _config_file(path: Path) -> dict:
     return record
 
 
-def _training_config(args, **overrides):
+def _training_config(args):
     """The training config: defaults, then the --config file (JSON or YAML), then the flags given."""
     record: dict = _config_file(Path(args.config)) if args.config else {}
     record.update({f.name: getattr(args, f.name) for f in fields(TrainingConfig)
                    if f.metadata["cli"] and getattr(args, f.name) is not None})
-    record.update(overrides)
     record["progress"] = not args.quiet
     try:
         return TrainingConfig.from_dict(record)
@@ -400,8 +399,6 @@ def cmd_train(args) -> int:
     if args.pretrained_from:
         args.model = args.pretrained_from
     model = _load_model(args)
-    if args.pretrained_from and model.config.neutral is not None and args.loss in (None, "augmented_triplet"):
-        config = _training_config(args, init_neutral=model.config.neutral)  # continue from pretraining's s0
     train, val = read_subsets(args.train), read_subsets(args.val)
     require_labels(train, "training")
     require_labels(val, "validation")

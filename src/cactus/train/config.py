@@ -35,7 +35,8 @@ class TrainingConfig:
 
     loss: str = _option("augmented_triplet", "training loss: " + "; ".join(f"{k} = {v}" for k, v in LOSSES.items()))
     margin: float = _option(0.3, "margin m of the triplet losses")
-    init_neutral: float = _option(0.0, "starting s0 of the augmented triplet loss (e.g. the s0 pretraining reached)")
+    init_neutral: float | None = _option(None, "starting s0 of the augmented triplet loss (default: the model's own "
+                                               "s0 where training or pretraining left one, else 0)")
     lr: float = _option(5e-5, "AdamW learning rate of the encoder, constant after warmup (the paper: 5e-5 "
                               "fine-tuning, 1e-4 pretraining)")
     neutral_lr: float = _option(5e-3, "learning rate of the loss's own parameters (s0)")

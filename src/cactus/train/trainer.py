@@ -111,7 +111,8 @@ class Trainer:
         model.fold_adapter = False  # training needs the adapter apart; `train` turns folding back on at its end
         unfold(model.encoder.backbone)  # folded by an earlier prediction
         self.encoder = model.encoder.to(model.device)
-        self.loss_fn = make_loss(config.loss, margin=config.margin, init_neutral=config.init_neutral)
+        init_neutral = config.init_neutral if config.init_neutral is not None else model.config.neutral or 0.0
+        self.loss_fn = make_loss(config.loss, margin=config.margin, init_neutral=init_neutral)
         groups = [{"params": [p for p in self.encoder.parameters() if p.requires_grad],
                    "lr": config.lr, "weight_decay": config.weight_decay}]
         # The starting weights, for `anchor`; a resumed run rebuilds them from the same starting model.
