@@ -446,7 +446,8 @@ def test_an_internal_error_is_one_line_with_the_debug_hint(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr == ("error: internal error: ZeroDivisionError: division by zero (run again with --debug to see "
                            "where, and please report it)\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing half-written left
+    # no output; the answered chunk is kept for --resume
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".o.parquet.partial"]
     proc = subprocess.run([sys.executable, "-c", INTERNAL_ERROR, *args, "--debug"], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
@@ -464,7 +465,9 @@ def test_a_write_the_system_refuses_is_exit_5(tmp_path):
     proc = subprocess.run([*CACTUS, "predict", str(EXAMPLES), "-o", str(out), "-q"], capture_output=True, text=True,
                           timeout=600, preexec_fn=limit_file_size)
     assert proc.returncode == 5 and proc.stderr == f"error: cannot write {out}: File too large\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".o.jsonl.partial"]  # the answers, kept for --resume
+    proc = run("predict", EXAMPLES, "-o", out, "--resume")
+    assert "resumed after 1 answered chunk)" in proc.stderr and len(read_subsets(out)) == len(read_subsets(EXAMPLES))
 
 
 def drain(stream, into: bytearray) -> None:
@@ -475,7 +478,7 @@ def drain(stream, into: bytearray) -> None:
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     big = tmp_path / "big.jsonl"
     write_subsets(big, [Subset(f"{s.id}-{k}", s.texts) for k in range(400) for s in read_subsets(EXAMPLES)])
-    for wait_for in ("", "encoding"):  # while starting (imports), and while working
+    for wait_for in ("", "predicting"):  # while starting (imports), and while working (before a chunk is answered)
         proc = subprocess.Popen([*CACTUS, "predict", str(big), "-o", str(tmp_path / "o.jsonl")],
                                 stderr=subprocess.PIPE)
         seen = bytearray()

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 
@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 from cactus.atomic import recover_dir, write_text  # noqa: E402
 from cactus.cluster import Cut  # noqa: E402
 from cactus.config import CONFIG_NAME, ModelFormatError  # noqa: E402
-from cactus.data import SubsetFormatError, read_subsets, write_subsets  # noqa: E402
-from cactus.data.io import check_layout, layout_of  # noqa: E402
+from cactus.data import SubsetFormatError, read_subsets  # noqa: E402
+from cactus.data.io import layout_of  # noqa: E402
 from cactus.data.subsets import require_labels  # noqa: E402
 from cactus.data.tables import one_line  # noqa: E402
 from cactus.train.config import TrainingConfig  # noqa: E402
@@ -71,9 +71,10 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _load_model(args):
-    """--model: a saved cactus folder, a shipped model's name ("default", "context-free"), or a bare Hugging Face encoder (then a threshold must be passed
-    unless the command tunes one). --attention and --max-tokens replace the model's own. Only the model's config is
-    read here (and its folder checked); the weights load later, in `_load_weights`."""
+    """--model: a saved cactus folder, a shipped model's name ("default", "context-free"), or a bare Hugging Face
+    encoder (then a threshold must be passed unless the command tunes one). --attention and --max-tokens replace the
+    model's own. Only the model's config is read here (and its folder checked); the weights load later, in
+    `_load_weights`."""
     import transformers
 
     from cactus.config import PACKAGED_MODELS
@@ -232,53 +233,43 @@ def _grid(args) -> np.ndarray:
 
 # ---- commands ----------------------------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
+    from cactus.batch import predict_file
+
+    if args.engine == "ray":
+        return _predict_on_ray(args)
     _check_output_file(args.output, "-o", inputs=[args.input], subsets=True)
     model = _load_model(args)
     cut, threshold = _cut_and_threshold(model, args)
-    subsets = read_subsets(args.input)
-    check_layout(subsets, args.output)
-    per_row = layout_of(args.output) != "jsonl"
-    if args.describe:
-        _check_description_fields(subsets, per_row)
     _load_weights(model, args)
-    start = time.perf_counter()
-    if args.describe:
-        described = model.describe(subsets, threshold=threshold, cut=cut, progress=not args.quiet)
-        out = [_with_description(s, d, per_row) for s, d in zip(subsets, described)]
-    else:
-        preds = model.predict(subsets, threshold=threshold, cut=cut, progress=not args.quiet)
-        out = [s.with_clusters([int(c) for c in p]) for s, p in zip(subsets, preds)]
-    elapsed = time.perf_counter() - start
-    write_subsets(args.output, out)
-    n = sum(len(s) for s in subsets)
-    _say(args, f"clustered {len(subsets)} subsets ({n} entities) at {_cut_words(cut, threshold)} in "
-               f"{elapsed:.1f} s ({n / max(elapsed, 1e-9):.0f} entities/s); wrote {args.output}")
+    done = predict_file(model, args.input, args.output, threshold=threshold, cut=cut, describe=args.describe,
+                        chunk_subsets=args.chunk_subsets, resume=args.resume, progress=not args.quiet)
+    n = done.resumed_chunks
+    resumed = f" (resumed after {n} answered chunk{'s' * (n != 1)})" if n else ""
+    _say(args, f"clustered {done.subsets} subsets ({done.entities} entities) at {_cut_words(cut, threshold)} in "
+               f"{done.seconds:.1f} s{resumed}; wrote {args.output}")
     return 0
 
 
-# What --describe adds: per subset in JSONL, per row in a table (docs/io.md).
-DESCRIPTION_FIELDS = {False: ("clusters", "cohesion"), True: ("cluster_name", "cohesion")}
-
-
-def _check_description_fields(subsets, per_row: bool) -> None:
-    """--describe never overwrites an input field: refuse a subset that already has one of the names it writes."""
-    for s in subsets:
-        for name in DESCRIPTION_FIELDS[per_row]:
-            if name in s.extra or name in s.columns:
-                raise CommandError(f"subset {s.id!r}: it already has a field {name!r}, which --describe would "
-                                   "overwrite; rename it first", EXIT_DATA)
-
-
-def _with_description(subset, description, per_row: bool):
-    """The subset with its predicted clusters and their description in the output fields (DESCRIPTION_FIELDS)."""
-    out = subset.with_clusters([int(c) for c in description.cluster_ids])
-    cohesion = [round(float(x), 4) for x in description.cohesion]
-    if per_row:
-        name = {c.id: c.name for c in description.clusters}
-        columns = {"cluster_name": [name[c] for c in out.cluster_ids], "cohesion": cohesion}
-        return replace(out, columns={**out.columns, **columns})
-    clusters = [c.to_dict() for c in description.clusters]
-    return replace(out, extra={**out.extra, "clusters": clusters, "cohesion": cohesion})
+def _predict_on_ray(args) -> int:
+    try:
+        from cactus.ray import predict_dataset
+    except ImportError as e:
+        raise CommandError(f"--engine ray needs the ray extra: pip install -e \".[ray]\" ({one_line(e)})") from None
+    if args.describe or args.resume:
+        raise CommandError(f"--engine ray: {'--describe' if args.describe else '--resume'} is for --engine local")
+    if layout_of(args.input) != "jsonl":
+        raise CommandError(f"--engine ray reads JSONL (.jsonl, .jsonl.gz), not {args.input}")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"-o {out}: is a file; --engine ray writes a folder of Parquet files")
+    model = _load_model(args)
+    cut, threshold = _cut_and_threshold(model, args)
+    start = time.perf_counter()
+    rows = predict_dataset(model, args.input, out, threshold=threshold, cut=cut, actors=args.actors,
+                           num_gpus=args.num_gpus, address=args.ray_address)
+    _say(args, f"clustered {rows} entities on Ray ({args.actors} actor(s)) at {_cut_words(cut, threshold)} in "
+               f"{time.perf_counter() - start:.1f} s; wrote {out}/")
+    return 0
 
 
 def cmd_serve(args) -> int:
@@ -408,8 +399,9 @@ def cmd_train(args) -> int:
     model.fit(train, val, config=config, output_dir=args.out, resume=args.resume)
     summary = model.training_summary_
     if _main_process():
+        s0 = f", s0 {model.config.neutral:.3f}" if model.config.neutral is not None else ""
         print(f"best {summary['objective']} {summary['best_score']:.4f} at step {summary['best_step']}, threshold "
-              f"{model.threshold_:.2f}" + (f", s0 {model.config.neutral:.3f}" if model.config.neutral is not None else ""))
+              f"{model.threshold_:.2f}{s0}")
     _say(args, f"the best model is in {Path(args.out) / 'best'}; log: {Path(args.out) / 'train_log.jsonl'}")
     return 0
 

@@ -152,12 +152,31 @@ def _add_predict(sub) -> None:
                  description="Cluster every subset of IN and write it to OUT, in the format its suffix names: "
                              "every input field kept, rows in input order, and the integer cluster ids added as "
                              "'cluster_ids' (JSONL) or a 'cluster_id' column (CSV, Parquet).")
-    p.add_argument("input", metavar="IN", help="subsets to cluster (.jsonl, .csv or .parquet); labels ignored")
+    p.add_argument("input", metavar="IN", help="subsets to cluster (.jsonl, .jsonl.gz, .csv or .parquet); labels "
+                                                 "ignored")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the predictions")
     p.add_argument("--describe", action="store_true",
                    help="also describe the clusters: in JSONL a 'clusters' list per subset (id, name, size, members, "
                         "representative, top_terms) and a 'cohesion' list; in a table 'cluster_name' and 'cohesion' "
                         "columns (docs/io.md)")
+    p.add_argument("--chunk-subsets", type=_count_arg(1), default=1000, metavar="N",
+                   help="subsets read, encoded and saved at a time: memory holds one chunk, and an interrupted run "
+                        "keeps its answered chunks beside OUT (default: %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run to OUT from its last answered chunk (same input, model and "
+                        "options); the output is what an uninterrupted run writes")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local = this process, streamed in chunks; ray = Ray Data, a pool of actors with one model "
+                        "each, on this machine or --ray-address: IN is JSONL (.jsonl.gz too), OUT a folder of "
+                        "Parquet files, one entity per row (needs the ray extra; docs/batch.md) (default: "
+                        "%(default)s)")
+    p.add_argument("--ray-address", default=None, metavar="A",
+                   help="with --engine ray: the cluster to run on, e.g. ray://head:10001 or auto (default: a local "
+                        "cluster on this machine)")
+    p.add_argument("--actors", type=_count_arg(1), default=1, metavar="N",
+                   help="with --engine ray: models running at once, one per actor (default: %(default)s)")
+    p.add_argument("--num-gpus", type=float, default=0, metavar="G",
+                   help="with --engine ray: GPUs per actor (default: %(default)s)")
     _add_model_args(p)
 
 

@@ -5,13 +5,14 @@ The CLI (and later the service and batch inference) are thin shells over this cl
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -273,6 +274,20 @@ class Cactus:
         sims = self.similarities(subsets, progress=progress)
         clusters = self.cluster_similarities(sims, threshold, cut)
         return [describe_subset(s.texts, sim, ids, n_terms) for s, sim, ids in zip(subsets, sims, clusters)]
+
+    def predict_iter(self, subsets: Iterable[Subset], threshold: float | None = None, cut: Cut | None = None,
+                     describe: bool = False, chunk_subsets: int = 1000,
+                     ) -> Iterator[np.ndarray | SubsetDescription]:
+        """`predict` (or, with `describe`, `describe`) over any iterable of subsets, lazily and in input order:
+        `chunk_subsets` subsets are read, encoded and answered at a time, so memory holds one chunk whatever the
+        input's length (`cactus.data.io.iter_subsets` streams a file). Each chunk is `predict`'s (or `describe`'s) call
+        on that list."""
+        if chunk_subsets < 1:
+            raise ValueError(f"chunk_subsets must be at least 1, got {chunk_subsets}")
+        self._cut_for(threshold, cut)  # fail before reading anything
+        subsets = iter(subsets)
+        while chunk := list(itertools.islice(subsets, chunk_subsets)):
+            yield from (self.describe if describe else self.predict)(chunk, threshold=threshold, cut=cut)
 
     def _cut_for(self, threshold: float | None, cut: Cut | None) -> tuple[Cut, float | None]:
         cut = cut or (Cut() if threshold is not None else self.cut_)

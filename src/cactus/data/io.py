@@ -3,21 +3,26 @@
 Two layouts:
 - JSONL, one subset per line: {"id": str|int, "texts": [str, ...], "labels": [str|int, ...], "entity_ids": [...],
   "cluster_ids": [...]} ("labels", "entity_ids" and "cluster_ids", the predicted clusters, optional; any other field
-  is kept and written back). A `.json` file is read the same way.
+  is kept and written back). A `.json` file is read the same way; either may be gzip-compressed (`.jsonl.gz`).
 - A long table (.csv or .parquet), one entity per row (`cactus.data.tables`).
 
 Reading refuses anything it cannot take whole with a `SubsetFormatError` naming the file, line, subset and entity;
-writing is atomic (`cactus.atomic`) and keeps every field, the types of ids and labels, and the row order.
+writing is atomic (`cactus.atomic`) and keeps every field, the types of ids and labels, and the row order. JSONL is
+read and written one subset at a time (`iter_subsets`, `write_subsets` of an iterable), in memory that does not
+grow with the file; a table is read whole, because the rows of one subset may lie anywhere in it.
 """
 
 from __future__ import annotations
 
 import codecs
+import gzip
+import io
 import json
 import logging
 import os
+import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 from cactus.atomic import atomic_write
 from cactus.data.subsets import (
@@ -29,7 +34,7 @@ from cactus.data.subsets import (
     is_label,
     printed_alike,
 )
-from cactus.data.tables import read_csv, read_parquet, to_text, write_table
+from cactus.data.tables import one_line, read_csv, read_parquet, to_text, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +42,34 @@ LAYOUTS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parq
 
 
 def layout_of(path: str | os.PathLike) -> str:
-    """"jsonl", "csv" or "parquet", from the file suffix; SubsetFormatError for another suffix."""
+    """"jsonl", "csv" or "parquet", from the file suffix (JSONL also gzip-compressed, `.jsonl.gz`);
+    SubsetFormatError for another suffix."""
     suffix = Path(path).suffix.lower()
+    if _gzipped(path):
+        inner = Path(Path(path).stem).suffix.lower()
+        if LAYOUTS.get(inner) == "jsonl":
+            return "jsonl"
+        raise SubsetFormatError(f"unknown file type {inner + suffix!r}: only JSONL may be gzip-compressed "
+                                "(.jsonl.gz)", source=str(path))
     if suffix not in LAYOUTS:
-        raise SubsetFormatError(f"unknown file type {suffix!r}: expected .jsonl, .csv or .parquet", source=str(path))
+        raise SubsetFormatError(f"unknown file type {suffix!r}: expected .jsonl, .jsonl.gz, .csv or .parquet",
+                                source=str(path))
     return LAYOUTS[suffix]
 
 
+def _gzipped(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() == ".gz"
+
+
 def read_subsets(path: str | os.PathLike) -> list[Subset]:
-    """Read and validate subsets from a .jsonl, .csv or .parquet file (at least one subset)."""
+    """Read and validate subsets from a .jsonl (.jsonl.gz), .csv or .parquet file (at least one subset)."""
+    return list(iter_subsets(path))
+
+
+def iter_subsets(path: str | os.PathLike) -> Iterator[Subset]:
+    """The validated subsets of a file, one at a time: JSONL is parsed line by line as it is consumed (memory holds
+    one line, and the ids seen), a table is read whole first. Errors are those of `read_subsets`, raised when the
+    bad line is reached; a file with no subset is an error too."""
     path = Path(path)
     src = str(path)
     if not path.exists():
@@ -53,51 +77,97 @@ def read_subsets(path: str | os.PathLike) -> list[Subset]:
     layout = layout_of(path)
     if path.is_dir():
         raise SubsetFormatError("is a folder, not a file of subsets", source=src)
+    if layout == "jsonl":
+        subsets = _iter_jsonl(path, src)
+    else:
+        data = _read_bytes(path, src)
+        subsets = iter(read_parquet(data, src) if layout == "parquet" else read_csv(decode_utf8(data, src), src))
+    empty = True
+    for subset in subsets:
+        empty = False
+        yield subset
+    if empty:
+        raise SubsetFormatError("no subsets: the file holds no data", source=src)
+
+
+def _read_bytes(path: Path, src: str) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise SubsetFormatError(f"cannot read it ({e.strerror})", source=src) from None
-    if layout == "parquet":
-        subsets = read_parquet(data, src)
-    else:
-        text = decode_utf8(data, src)
-        subsets = _read_jsonl(text, src) if layout == "jsonl" else read_csv(text, src)
-    if not subsets:
-        raise SubsetFormatError("no subsets: the file holds no data", source=src)
-    return subsets
 
 
-def decode_utf8(data: bytes, src: str) -> str:
-    """The text of a UTF-8 file (a leading byte-order mark dropped), or SubsetFormatError at the first bad byte."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise SubsetFormatError("UTF-16 text: save it as UTF-8", source=src)
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+def decode_utf8(data: bytes, src: str, line: int | None = None) -> str:
+    """The text of UTF-8 bytes (a leading byte-order mark dropped), or SubsetFormatError at the first bad byte.
+    `line`: the bytes are that one line of the file, else the whole file."""
+    if line in (None, 1):
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise SubsetFormatError("UTF-16 text: save it as UTF-8", source=src)
+        if data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8):]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
+        at = data.count(b"\n", 0, e.start) + (line or 1)
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise SubsetFormatError(f"not UTF-8 text: byte 0x{data[e.start]:02x} at byte {column} of the line",
-                                source=src, line=line) from None
+                                source=src, line=at) from None
 
 
-def _read_jsonl(text: str, src: str) -> list[Subset]:
-    subsets: list[Subset] = []
-    first_line: dict[str, int] = {}
-    for lineno, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        record = _parse_line(raw, src, lineno, text)
-        subset = _subset_from_record(record, src, lineno)
-        key = str(subset.id)  # 1 and "1" name one subset in a table, so they may not both be used
-        if key in first_line:
-            raise SubsetFormatError(f"duplicate subset id (first on line {first_line[key]})",
-                                    source=src, line=lineno, subset_id=subset.id)
-        first_line[key] = lineno
-        _warn_mixed_labels(subset, f"{src}:{lineno}")
-        subsets.append(subset)
-    return subsets
+def _open_binary(path: Path, src: str) -> IO[bytes]:
+    try:
+        return gzip.open(path, "rb") if _gzipped(path) else open(path, "rb")
+    except OSError as e:
+        raise SubsetFormatError(f"cannot read it ({e.strerror})", source=src) from None
+
+
+def _iter_jsonl(path: Path, src: str) -> Iterator[Subset]:
+    seen: set[str] = set()  # ids only, not their lines: memory per subset stays small; an error finds the line
+    with _open_binary(path, src) as f:
+        lineno = 0
+        while True:
+            try:
+                raw_bytes = f.readline()
+            except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+                raise SubsetFormatError(f"cannot read it after line {lineno} ({one_line(e)})", source=src) from None
+            if not raw_bytes:
+                return
+            lineno += 1
+            raw = decode_utf8(raw_bytes, src, lineno)
+            if not raw.strip():
+                continue
+            subset = subset_of_line(raw, src, lineno, lambda: decode_utf8(_whole(path, src), src))
+            key = str(subset.id)  # 1 and "1" name one subset in a table, so they may not both be used
+            if key in seen:
+                raise SubsetFormatError(f"duplicate subset id (first on line {_line_of(path, src, key)})",
+                                        source=src, line=lineno, subset_id=subset.id)
+            seen.add(key)
+            _warn_mixed_labels(subset, f"{src}:{lineno}")
+            yield subset
+
+
+def subset_of_line(raw: str, src: str, lineno: int | None, whole: Callable[[], str] = str) -> Subset:
+    """The validated subset of one JSONL line (errors name `src` and `lineno`; `whole()`, the file's text, is read
+    only to explain a first line that is no JSON object)."""
+    return _subset_from_record(_parse_line(raw, src, lineno, whole), src, lineno)
+
+
+def _line_of(path: Path, src: str, key: str) -> int:
+    """The first line whose subset id prints as `key` (read again, only to explain a duplicate)."""
+    with _open_binary(path, src) as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                if str(json.loads(raw).get("id")) == key:
+                    return lineno
+            except (ValueError, AttributeError):
+                continue
+    raise AssertionError(f"subset id {key!r} was seen but is not in {src}")
+
+
+def _whole(path: Path, src: str) -> bytes:
+    """The file's bytes, decompressed (only to explain a first line that is no JSON object)."""
+    with _open_binary(path, src) as f:
+        return f.read()
 
 
 class _RepeatedKey(Exception):
@@ -112,19 +182,20 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return record
 
 
-def _parse_line(raw: str, src: str, lineno: int, text: str) -> dict:
-    """One line's JSON object, or SubsetFormatError (with a hint for a whole JSON document over several lines)."""
+def _parse_line(raw: str, src: str, lineno: int, whole: Callable[[], str]) -> dict:
+    """One line's JSON object, or SubsetFormatError (with a hint for a whole JSON document over several lines;
+    `whole()` gives the file's text, read only then)."""
     try:
         record = json.loads(raw, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
-        _refuse_document(text, src, lineno)
+        _refuse_document(whole, src, lineno, raw)
         raise SubsetFormatError(f"malformed JSON: {e.msg} at column {e.colno}", source=src, line=lineno) from None
     except _RepeatedKey as e:
         raise SubsetFormatError(f"field {e.args[0]!r} appears twice in one object", source=src, line=lineno) from None
     except RecursionError:
         raise SubsetFormatError("JSON nested too deeply", source=src, line=lineno) from None
     if not isinstance(record, dict):
-        _refuse_document(text, src, lineno)
+        _refuse_document(whole, src, lineno, raw)
         raise SubsetFormatError(f"each line must be a JSON object, got {type(record).__name__}", source=src,
                                 line=lineno)
     if "\\u" in raw:  # an escaped lone surrogate is no character: it could not be written back as UTF-8
@@ -136,9 +207,12 @@ def _parse_line(raw: str, src: str, lineno: int, text: str) -> dict:
     return record
 
 
-def _refuse_document(text: str, src: str, lineno: int) -> None:
+def _refuse_document(whole: Callable[[], str], src: str, lineno: int, raw: str) -> None:
     """When the first line is no object but the whole file is one JSON object or list of objects (pretty-printed,
     or a list), say so."""
+    if raw.lstrip()[:1] not in ("[", "{"):
+        return
+    text = whole()
     if lineno != text[: len(text) - len(text.lstrip())].count("\n") + 1:
         return
     try:
@@ -185,23 +259,32 @@ def check_layout(subsets: Sequence[Subset], path: str | os.PathLike) -> None:
                                     "itself; rename it, or write another format", source=str(path), subset_id=s.id)
 
 
-def write_subsets(path: str | os.PathLike, subsets: Sequence[Subset]) -> None:
+def write_subsets(path: str | os.PathLike, subsets: Iterable[Subset]) -> None:
     """Write subsets (for example predictions) in the layout named by the file suffix, atomically, keeping every
-    field and, for a table read from a table, the input's row order."""
+    field and, for a table read from a table, the input's row order. JSONL is written as `subsets` yields them
+    (any iterable); a table is built whole."""
     path = Path(path)
-    layout = layout_of(path)
-    check_unique_ids(subsets, source=str(path))
-    check_layout(subsets, path)
-    if layout == "jsonl":
-        atomic_write(path, lambda tmp: _write_jsonl(tmp, subsets))
+    if layout_of(path) == "jsonl":
+        atomic_write(path, lambda tmp: _write_jsonl(tmp, subsets, str(path)))
     else:
-        atomic_write(path, lambda tmp: write_table(tmp, subsets, layout, source=str(path)))
+        subsets = list(subsets)
+        check_unique_ids(subsets, source=str(path))
+        check_layout(subsets, path)
+        atomic_write(path, lambda tmp: write_table(tmp, subsets, layout_of(path), source=str(path)))
 
 
-def _write_jsonl(tmp: Path, subsets: Sequence[Subset]) -> None:
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for s in subsets:
-            f.write(_json_line(subset_to_record(s)) + "\n")
+def _write_jsonl(tmp: Path, subsets: Iterable[Subset], src: str) -> None:
+    seen: set[str] = set()
+    # mtime 0 and no name in the gzip header: the same subsets give the same bytes
+    with open(tmp, "wb") as raw:
+        stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if _gzipped(src) else raw
+        with io.TextIOWrapper(stream, encoding="utf-8", newline="\n") as f:
+            for s in subsets:
+                if str(s.id) in seen:
+                    raise SubsetFormatError("duplicate subset id", source=src, subset_id=s.id)
+                seen.add(str(s.id))
+                check_layout([s], src)
+                f.write(_json_line(subset_to_record(s)) + "\n")
 
 
 def _json_line(record: dict) -> str:
