@@ -77,7 +77,7 @@ def predict_file(model: "Cactus", input: str | os.PathLike, output: str | os.Pat
         raise ValueError(f"chunk_subsets must be at least 1, got {chunk_subsets}")
     input, output = Path(input), Path(output)
     per_row = layout_of(output) != "jsonl"
-    cut, threshold = model._cut_for(threshold, cut)
+    cut, threshold = model.resolve_cut(threshold, cut)
     n_subsets, n_entities = _check_input(input, output, describe, per_row)
 
     folder = partial_folder(output)

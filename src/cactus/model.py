@@ -264,7 +264,7 @@ class Cactus:
     def cluster_similarities(self, similarities: Sequence[np.ndarray], threshold: float | None = None,
                              cut: Cut | None = None) -> list[np.ndarray]:
         """`predict` from the (n_i, n_i) similarity matrices of `similarities` (as `similarities` returns them)."""
-        cut, t = self._cut_for(threshold, cut)
+        cut, t = self.resolve_cut(threshold, cut)
         return [cut_cluster(s, cut, t) for s in similarities]
 
     def describe(self, subsets: Sequence[Subset], threshold: float | None = None, cut: Cut | None = None,
@@ -284,12 +284,15 @@ class Cactus:
         on that list."""
         if chunk_subsets < 1:
             raise ValueError(f"chunk_subsets must be at least 1, got {chunk_subsets}")
-        self._cut_for(threshold, cut)  # fail before reading anything
+        self.resolve_cut(threshold, cut)  # fail before reading anything
         subsets = iter(subsets)
         while chunk := list(itertools.islice(subsets, chunk_subsets)):
             yield from (self.describe if describe else self.predict)(chunk, threshold=threshold, cut=cut)
 
-    def _cut_for(self, threshold: float | None, cut: Cut | None) -> tuple[Cut, float | None]:
+    def resolve_cut(self, threshold: float | None, cut: Cut | None) -> tuple[Cut, float | None]:
+        """The (cut, threshold) a call with these overrides uses: `cut`, else a threshold cut when `threshold` is
+        given, else the model's `cut_`; `threshold`, else the model's `threshold_`. ValueError when a threshold cut
+        has no threshold."""
         cut = cut or (Cut() if threshold is not None else self.cut_)
         t = check_threshold(threshold) if threshold is not None else self.threshold_
         if t is None and cut.rule == "threshold":

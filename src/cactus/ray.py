@@ -59,7 +59,7 @@ def predict_dataset(model: "Cactus", input: str | os.PathLike, output: str | os.
     answers `batch_subsets` subsets. `threshold` and `cut` as in `Cactus.predict`."""
     import ray
 
-    cut, threshold = model._cut_for(threshold, cut)
+    cut, threshold = model.resolve_cut(threshold, cut)
     source = str(input)
     if not Path(source).exists() and "://" not in source:
         raise FileNotFoundError(f"{source}: no such file")
