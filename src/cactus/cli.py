@@ -430,6 +430,52 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def cmd_label(args) -> int:
+    from cactus.label import ChatClient, EndpointError, Prompt, PromptError, label_file
+    from cactus.label.cache import DEFAULT_FOLDER
+    from cactus.label.client import check_endpoint
+
+    try:
+        check_endpoint(args.endpoint)
+    except ValueError as e:
+        raise CommandError(f"--endpoint {args.endpoint}: {e}") from None
+    try:
+        prompt = Prompt.from_file(args.prompt) if args.prompt else Prompt()
+    except FileNotFoundError:
+        raise CommandError(f"--prompt {args.prompt}: no such file") from None
+    except (OSError, PromptError) as e:
+        raise CommandError(f"--prompt {args.prompt}: {getattr(e, 'strerror', None) or e}") from None
+    api_key = os.environ.get(args.api_key_env or "OPENAI_API_KEY") or None
+    if args.api_key_env and api_key is None:
+        raise CommandError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
+    _check_output_file(args.output, "-o", inputs=[args.input], subsets=True)
+    if layout_of(args.output) != "jsonl":
+        raise CommandError(f"-o {args.output}: labels are written as JSONL (.jsonl, .jsonl.gz)")
+    _check_output_file(args.summary, "--summary", inputs=[args.input, args.output])
+    cache = Path(args.cache) if args.cache else Path(args.output).parent / DEFAULT_FOLDER
+    if cache.exists() and not cache.is_dir():
+        raise CommandError(f"--cache {cache}: is a file; name a folder")
+    _check_writable(cache / "x", "--cache")
+    client = ChatClient(args.endpoint, args.llm, api_key=api_key, temperature=args.temperature,
+                        timeout=args.timeout, retries=args.retries, backoff=args.backoff,
+                        concurrency=args.concurrency)
+    try:
+        summary = label_file(args.input, args.output, client, prompt=prompt, cache=cache, max_reasks=args.max_reasks,
+                             retry_failed=args.retry_failed, prices=(args.price_prompt, args.price_completion),
+                             progress=not args.quiet)
+    except EndpointError as e:
+        raise CommandError(f"{e}; the answers received are kept in {cache}", EXIT_USAGE) from None
+    if args.summary:
+        write_text(args.summary, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    run = summary["this_run"]
+    failed = f"; {summary['failed']} failed ('label_error' in {args.output})" if summary["failed"] else ""
+    _say(args, f"labelled {summary['labelled']} of {summary['subsets']} subsets{failed}: "
+               f"{summary['questions']['asked']} asked in {summary['requests']} requests, "
+               f"{summary['questions']['from_cache']} from the cache; {run['prompt_tokens']:,} prompt and "
+               f"{run['completion_tokens']:,} completion tokens, cost {run['cost']:g}; wrote {args.output}")
+    return 0
+
+
 def cmd_data_build(args) -> int:
     from cactus.data.benchmarks import FAMILIES, build_benchmarks, format_stats
 
@@ -458,7 +504,7 @@ def _say(args, msg: str) -> None:
 
 
 COMMANDS = {"predict": cmd_predict, "serve": cmd_serve, "evaluate": cmd_evaluate, "tune-threshold": cmd_tune_threshold,
-            "train": cmd_train, "pretrain": cmd_pretrain, "data build": cmd_data_build}
+            "train": cmd_train, "pretrain": cmd_pretrain, "label": cmd_label, "data build": cmd_data_build}
 
 
 def _error_line(error: Exception) -> tuple[int, str]:

@@ -7,6 +7,7 @@ command line may hold, so that `cactus COMMAND --help` reads as the one list of 
 from __future__ import annotations
 
 import argparse
+import math
 import typing
 from dataclasses import fields
 
@@ -57,6 +58,20 @@ def _count_arg(least: int):
             value = None
         if value is None or value < least:
             raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _number_arg(least: float, strict: bool = False):
+    """An argparse type: a finite number >= `least` (> `least` when `strict`)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < least or (strict and value == least):
+            raise argparse.ArgumentTypeError(f"must be a number {'>' if strict else '>='} {least:g}, got {text!r}")
         return value
 
     return parse
@@ -253,6 +268,60 @@ def _add_pretrain(sub) -> None:
                        "labelled validation subsets (default: synthetic ones from the same pool)", val_required=False)
 
 
+def _add_label(sub) -> None:
+    p = _command(sub, "label", help="label subsets with a large language model",
+                 description="Ask an OpenAI-compatible chat-completions endpoint (POST URL/chat/completions) to "
+                             "group the entities of every subset of IN, and write OUT (JSONL): every input field "
+                             "kept, rows in input order, and 'labels' (each entity's cluster) with 'label_names' "
+                             "(the model's name of each cluster), or 'label_error' where no valid grouping came. "
+                             "Answers are cached as they arrive: a rerun, or a run after a crash, asks only what is "
+                             "not answered yet. See docs/label.md.")
+    p.add_argument("input", metavar="IN", help="subsets to label (.jsonl, .jsonl.gz, .csv or .parquet), without "
+                                                 "labels")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the labelled subsets "
+                                                                          "(.jsonl or .jsonl.gz)")
+    p.add_argument("--endpoint", required=True, metavar="URL",
+                   help="the API's base URL, before /chat/completions: https://api.openai.com/v1, "
+                        "http://127.0.0.1:8080/v1 (llama.cpp), http://127.0.0.1:11434/v1 (Ollama), ...")
+    p.add_argument("--llm", required=True, metavar="NAME", help="the model's name at the endpoint")
+    p.add_argument("--api-key-env", default=None, metavar="VAR",
+                   help="the environment variable that holds the API key, sent as a bearer token and written "
+                        "nowhere (default: OPENAI_API_KEY when it is set; none for a local server)")
+    p.add_argument("--prompt", default=None, metavar="FILE",
+                   help="a prompt template file (UTF-8) with $entities (the numbered texts) and optionally $count, "
+                        "instead of the shipped one (docs/label.md)")
+    p.add_argument("--temperature", type=_number_arg(0), default=0.0, metavar="T",
+                   help="sampling temperature (default: %(default)s)")
+    p.add_argument("--max-reasks", type=_count_arg(0), default=2, metavar="N",
+                   help="most times a reply without a valid grouping (an entity missing or placed twice, a number "
+                        "that is no entity's) goes back to the model with what is wrong; then the subset is a "
+                        "failure (default: %(default)s)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="ask again the subsets whose cached answer stayed invalid (requests that failed are always "
+                        "asked again)")
+    p.add_argument("--concurrency", type=_count_arg(1), default=4, metavar="K",
+                   help="most requests in flight at once (default: %(default)s)")
+    p.add_argument("--timeout", type=_number_arg(0, strict=True), default=60.0, metavar="S",
+                   help="seconds to wait to connect, to send, and for each read of an answer (default: "
+                        "%(default)s)")
+    p.add_argument("--retries", type=_count_arg(0), default=4, metavar="N",
+                   help="tries after the first on a 408, 429 or 5xx answer, a timeout or a broken connection "
+                        "(default: %(default)s)")
+    p.add_argument("--backoff", type=_number_arg(0), default=1.0, metavar="S",
+                   help="seconds before the first retry, doubled at each next one, unless the server's "
+                        "Retry-After says otherwise (default: %(default)s)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="the answers folder, one file per question, which a rerun reads instead of asking "
+                        "(default: llm-cache beside OUT)")
+    p.add_argument("--summary", default=None, metavar="S.json",
+                   help="write the account: subsets labelled and failed, requests, re-asks, retries, tokens, cost")
+    p.add_argument("--price-prompt", type=_number_arg(0), default=0.0, metavar="P",
+                   help="cost of 1,000 prompt tokens, for the account (default: %(default)s)")
+    p.add_argument("--price-completion", type=_number_arg(0), default=0.0, metavar="P",
+                   help="cost of 1,000 completion tokens, for the account (default: %(default)s)")
+    _common(p)
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="benchmark data")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -289,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cactus {__version__}")
     parser.add_argument("--debug", action="store_true", help="on an error, show the traceback too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_data, _add_serve):
+    for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_label, _add_data,
+                _add_serve):
         add(sub)
     return parser
