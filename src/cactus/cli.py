@@ -82,7 +82,8 @@ def _load_model(args):
 
     transformers.logging.disable_progress_bar()  # loading the weights takes a moment; its bar is noise
 
-    common = {"batch_tokens": args.batch_tokens, "device": args.device}
+    # --batch-tokens only when given: an exported model has its own default
+    common = {"device": args.device} | ({"batch_tokens": args.batch_tokens} if args.batch_tokens else {})
     name = args.model
     folder = Path(name)
     if name not in PACKAGED_MODELS:
@@ -350,6 +351,20 @@ def cmd_tune_threshold(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    _check_output_folder(args.output, "-o")
+    model = _load_model(args)
+    if model.config.onnx:
+        raise CommandError(f"{args.model}: already an exported graph; export the model it came from")
+    if model.config.attention == "fia":
+        raise CommandError(f"{args.model}: attention 'fia' has no static graph; export supports nia and sia")
+    _load_weights(model, args)
+    model.export(args.output, format=args.format, quantize=args.quantize)
+    _say(args, f"exported {args.model} ({model.config.attention}, {args.quantize or 'fp32'} weights) as an ONNX "
+               f"graph to {args.output}")
+    return 0
+
+
 def _config_file(path: Path) -> dict:
     """The --config file's mapping of field to value."""
     try:
@@ -504,7 +519,8 @@ def _say(args, msg: str) -> None:
 
 
 COMMANDS = {"predict": cmd_predict, "serve": cmd_serve, "evaluate": cmd_evaluate, "tune-threshold": cmd_tune_threshold,
-            "train": cmd_train, "pretrain": cmd_pretrain, "label": cmd_label, "data build": cmd_data_build}
+            "train": cmd_train, "pretrain": cmd_pretrain, "label": cmd_label, "export": cmd_export,
+            "data build": cmd_data_build}
 
 
 def _error_line(error: Exception) -> tuple[int, str]:

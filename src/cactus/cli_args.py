@@ -108,9 +108,9 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
     p.add_argument("--allow-attention-change", action="store_true",
                    help="run a trained model with another --attention than it was trained with (it warns: its "
                         "weights and threshold were fitted for its own)")
-    p.add_argument("--batch-tokens", type=_count_arg(1), default=8192, metavar="T",
+    p.add_argument("--batch-tokens", type=_count_arg(1), default=None, metavar="T",
                    help="real tokens per forward pass (whole subsets together, nothing padded); lower it to save "
-                        "memory (default: %(default)s)")
+                        "memory (default: 8192, and 2048 for an exported ONNX model)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
     _common(p)
 
@@ -346,6 +346,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see '{self.prog} --help')\n")
 
 
+def _add_export(sub) -> None:
+    p = _command(sub, "export",
+                 help="export a model as an ONNX graph for fast CPU inference",
+                 description="Write MODEL as a cactus model folder whose encoder is one ONNX graph run by onnxruntime "
+                             "(NIA or SIA; a LoRA adapter is merged into it): config, threshold, cut and model card "
+                             "as saved, with model.onnx and the tokenizer in place of the weights. Use it as any "
+                             "model: cactus predict --model DIR.")
+    p.add_argument("model", metavar="MODEL",
+                   help="a saved cactus model folder, 'default', 'context-free', or a Hugging Face encoder")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="the exported model folder")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="the graph format (default: %(default)s)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="quantise the weight matrices to int8 (onnxruntime's dynamic quantisation; default: fp32)")
+    p.set_defaults(attention=None, max_tokens=None, allow_attention_change=False, batch_tokens=None, device="cpu")
+    _common(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     codes = "\n".join(f"  {code:<4} {what}" for code, what in EXIT_CODES.items())
     parser = _Parser(
@@ -358,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cactus {__version__}")
     parser.add_argument("--debug", action="store_true", help="on an error, show the traceback too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_label, _add_data,
-                _add_serve):
+    for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_label, _add_export,
+                _add_data, _add_serve):
         add(sub)
     return parser

@@ -14,6 +14,7 @@ from cactus.encoder.backbone import DEFAULT_BACKBONE
 
 CONFIG_NAME = "cactus_config.json"
 BACKBONE_DIR = "backbone"
+TOKENIZER_DIR = "tokenizer"  # an exported model's tokenizer (its weights are in the ONNX graph)
 SCHEMA_VERSION = 1
 MODELS_DIR = "models"  # in the package: the shipped model folders, by name
 # Names of shipped models: "default" (what `predict` uses unless told otherwise), "context-free" (the pretrained
@@ -75,6 +76,7 @@ class CactusConfig:
     neutral: float | None = None  # s0 learned by the augmented triplet loss
     adapter: dict = field(default_factory=dict)  # a `cactus.encoder.LoraSpec.to_dict()`; {} = no adapter
     training: dict = field(default_factory=dict)  # how the weights were trained: config, data, validation results
+    onnx: dict = field(default_factory=dict)  # an exported graph's record (`cactus.encoder.onnx`); {} = torch weights
 
     @property
     def trained(self) -> bool:
@@ -124,6 +126,8 @@ def _field_problem(name: str, value) -> str | None:
         "adapter": (lambda v: isinstance(v, dict) and (not v or LoraSpec.from_dict(v) is not None),
                     "must be {} or a LoRA adapter (type, rank, alpha, targets)"),
         "training": (lambda v: isinstance(v, dict), "must be an object"),
+        "onnx": (lambda v: isinstance(v, dict) and (not v or isinstance(v.get("file"), str)),
+                 "must be {} or an exported graph's record (file, quantize, opset)"),
     }
     test, problem = checks[name]
     try:

@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from cactus.config import (
     BACKBONE_DIR,
     CONFIG_NAME,
     SCHEMA_VERSION,
+    TOKENIZER_DIR,
     CactusConfig,
     ModelFormatError,
     ThresholdProvenance,
@@ -107,6 +109,7 @@ class Cactus:
         self._tokenizer = None
         self._backbone_path = str(backbone)  # where the backbone's own weights load from
         self._adapter_path: Path | None = None  # where the adapter's weights load from (a saved model's adapter/)
+        self._onnx_dir: Path | None = None  # an exported model's folder (its graph and tokenizer)
         # Whether the backbone's own weights are still those `config.backbone` names (`save_pretrained` then need
         # not copy the default backbone's). Training or merging them, or loading them from a model folder, ends it.
         self.base_published_ = True
@@ -141,6 +144,13 @@ class Cactus:
 
     # ---- encoder -------------------------------------------------------------------------------------------
     def _load(self) -> None:
+        if self._encoder is None and self.config.onnx:
+            from transformers import AutoTokenizer
+
+            from cactus.encoder.onnx import OnnxEncoder
+
+            self._encoder = OnnxEncoder(self._onnx_dir / self.config.onnx["file"], self.config.attention)
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self._onnx_dir / TOKENIZER_DIR), local_files_only=True)
         if self._encoder is None:
             model, self._tokenizer = load_backbone(self._backbone_path)
             if self.config.adapter:
@@ -148,9 +158,16 @@ class Cactus:
             self._encoder = SetEncoder(model, self.config.attention).to(self.device).eval()
 
     # ---- adapter -------------------------------------------------------------------------------------------
+    def _require_weights(self, what: str) -> None:
+        """ValueError when the model is an exported graph, which predicts only."""
+        if self.config.onnx:
+            raise ValueError(f"{what} needs the torch weights: this is an exported ONNX graph ({self._onnx_dir}), "
+                             "which predicts only; use the model it was exported from")
+
     def add_adapter(self, spec: LoraSpec | None = None) -> LoraSpec:
         """Give the backbone a fresh LoRA adapter (`cactus.encoder.adapter`): training then updates the adapter
         alone, and `save_pretrained` writes it apart from the backbone. Returns the spec with its targets resolved."""
+        self._require_weights("adding an adapter")
         self._load()
         spec = lora.add_lora(self._encoder.backbone, spec or LoraSpec())
         self._encoder.to(self.device)
@@ -160,6 +177,7 @@ class Cactus:
     def merge_adapter(self) -> None:
         """Fold the adapter into the backbone's weights (every weight then trains); a no-op without one."""
         if self.config.adapter:
+            self._require_weights("merging an adapter")
             self._load()
             lora.merge_lora(self._encoder.backbone)
             self.config.adapter = {}
@@ -167,6 +185,7 @@ class Cactus:
 
     @property
     def encoder(self) -> SetEncoder:
+        """The torch set encoder (or, for an exported model, the `cactus.encoder.onnx.OnnxEncoder`)."""
         self._load()
         return self._encoder
 
@@ -226,6 +245,7 @@ class Cactus:
             return self
         from cactus.train import Trainer  # imported when needed: training pulls in accelerate, prediction does not
 
+        self._require_weights("training")
         if val_subsets is None:
             raise ValueError("training needs val_subsets: they choose the threshold, the best weights and when to stop")
         output_dir = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="cactus-train-"))
@@ -310,6 +330,7 @@ class Cactus:
         """
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
             raise ValueError(f"the interpolation weight must lie in [0, 1], not {weight!r}")
+        self._require_weights("interpolation")
         self._load()
         if self.config.adapter:
             if start is not None:
@@ -333,24 +354,51 @@ class Cactus:
         new one is complete and on disk. The folder holds the JSON config, a model card, and the weights: the
         backbone's safetensors in `backbone/`, and an adapter's in `adapter/`. Weights that are still those of the
         installed default backbone (all-MiniLM-L6-v2) are not copied: that backbone loads offline by its name, so an
-        adapter on it is saved alone (a few MB)."""
+        adapter on it is saved alone (a few MB). An exported model is saved with its graph and tokenizer."""
         self._load()
-        backbone = self._encoder.backbone
         with atomic_dir(path) as tmp:
-            if self.config.adapter:
-                lora.save_lora(backbone, tmp / ADAPTER_DIR)
-            if not (self.base_published_ and self.config.backbone in DEFAULT_ALIASES):
-                backbone.save_pretrained(tmp / BACKBONE_DIR, state_dict=lora.base_weights(backbone))
-                self._tokenizer.save_pretrained(tmp / BACKBONE_DIR)
-            record = {
-                "schema_version": SCHEMA_VERSION,
-                "cactus_version": __version__,
-                "config": asdict(self.config),
-                "threshold_curve": self.threshold_curve_.to_dict() if self.threshold_curve_ else None,
-                "cut_choice": self.cut_choice_.to_dict() if self.cut_choice_ else None,
-            }
-            (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
-            (tmp / "README.md").write_text(model_card(self.config, self.threshold_curve_))
+            if self.config.onnx:
+                shutil.copyfile(self._onnx_dir / self.config.onnx["file"], tmp / self.config.onnx["file"])
+                self._tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
+            else:
+                backbone = self._encoder.backbone
+                if self.config.adapter:
+                    lora.save_lora(backbone, tmp / ADAPTER_DIR)
+                if not (self.base_published_ and self.config.backbone in DEFAULT_ALIASES):
+                    backbone.save_pretrained(tmp / BACKBONE_DIR, state_dict=lora.base_weights(backbone))
+                    self._tokenizer.save_pretrained(tmp / BACKBONE_DIR)
+            self._write_config(tmp, self.config)
+
+    def _write_config(self, folder: Path, config: CactusConfig) -> None:
+        """The config record (with the threshold curve and cut choice) and the model card, into `folder`."""
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "cactus_version": __version__,
+            "config": asdict(config),
+            "threshold_curve": self.threshold_curve_.to_dict() if self.threshold_curve_ else None,
+            "cut_choice": self.cut_choice_.to_dict() if self.cut_choice_ else None,
+        }
+        (folder / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
+        (folder / "README.md").write_text(model_card(config, self.threshold_curve_))
+
+    def export(self, path: str | os.PathLike, format: str = "onnx", quantize: str | None = None) -> None:
+        """Write the model to folder `path` (atomically) as an ONNX graph for onnxruntime (`cactus.encoder.onnx`):
+        config, threshold, cut and model card as `save_pretrained` writes them, with `model.onnx` and the tokenizer
+        in place of the weights; a LoRA adapter is merged into the graph. `quantize="int8"` quantises its weight
+        matrices. `Cactus.from_pretrained(path)` runs it; NIA and SIA export (FIA does not)."""
+        from cactus.encoder.onnx import ONNX_FILE, export_onnx
+
+        if format != "onnx":
+            raise ValueError(f"format must be 'onnx', got {format!r}")
+        self._require_weights("export")
+        self._load()
+        if self.config.adapter:
+            lora.unfold(self._encoder.backbone)  # the exporter merges a copy of the adapter itself
+        with atomic_dir(path) as tmp:
+            record = export_onnx(self._encoder, tmp / ONNX_FILE, quantize)
+            self._tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
+            merged = {"adapter_merged": self.config.adapter} if self.config.adapter else {}
+            self._write_config(tmp, replace(self.config, adapter={}, onnx={**record, **merged}))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, *, attention: str | None = None,
@@ -373,6 +421,13 @@ class Cactus:
                     f"for it; refusing to run it with {attention!r} (allow it explicitly to do so anyway)")
             logger.warning("%s: trained with attention %r, now run with %r: its threshold was tuned for %r",
                            where, config.attention, attention, config.attention)
+        if config.onnx:
+            if attention is not None and attention != config.attention:
+                raise ValueError(f"{where}: an exported graph runs the attention it was exported with "
+                                 f"({config.attention!r}), not {attention!r}")
+            from cactus.encoder.onnx import ONNX_BATCH_TOKENS
+
+            kwargs.setdefault("batch_tokens", ONNX_BATCH_TOKENS)
         config = replace(config, attention=attention or config.attention, max_tokens=max_tokens or config.max_tokens)
         model = cls(config.backbone, config.attention, config.max_tokens, objective=config.objective,
                     cut=Cut.from_dict(config.cut), **kwargs)
@@ -381,6 +436,8 @@ class Cactus:
         if (folder / BACKBONE_DIR).is_dir():
             model._backbone_path, model.base_published_ = str(folder / BACKBONE_DIR), False
         model._adapter_path = folder / ADAPTER_DIR
+        if config.onnx:
+            model._onnx_dir, model.base_published_ = folder, False
         return model
 
 
@@ -414,12 +471,25 @@ def _read_model_folder(path: Path) -> tuple[CactusConfig, ThresholdCurve | None,
         raise ModelFormatError(f"{cfg_file}: malformed 'threshold_curve' or 'cut_choice' ({e!r})") from None
     # Without backbone/, the installed default backbone loads by its name (as `save_pretrained` leaves it): only
     # for an untrained model, or an adapter on it.
+    if config.onnx:
+        _check_onnx_folder(path, config.onnx["file"])
+        return config, curve, choice
     by_name = config.backbone in DEFAULT_ALIASES and (config.adapter or not config.trained)
     if (path / BACKBONE_DIR).exists() or not by_name:
         _check_backbone_folder(path / BACKBONE_DIR)
     if config.adapter:
         _check_adapter_folder(path / ADAPTER_DIR)
     return config, curve, choice
+
+
+def _check_onnx_folder(folder: Path, name: str) -> None:
+    """ModelFormatError naming the file unless `folder` holds the graph file `name` and a tokenizer (the graph itself
+    is read when the model first encodes)."""
+    if Path(name).name != name:
+        raise ModelFormatError(f"{folder / CONFIG_NAME}: the graph's file name {name!r} must be a plain file name")
+    for required in (folder / name, folder / TOKENIZER_DIR):
+        if not required.exists():
+            raise ModelFormatError(f"{required}: missing (the model folder is an exported graph)")
 
 
 def _check_adapter_folder(folder: Path) -> None:
@@ -507,6 +577,9 @@ def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
                      f"(`{ADAPTER_DIR}/`) |")
     if config.neutral is not None:
         lines.append(f"| neutral similarity s0 | {config.neutral:.4f} |")
+    if config.onnx:
+        quantized = "int8 weights" if config.onnx.get("quantize") == "int8" else "fp32"
+        lines.append(f"| runtime | ONNX graph `{config.onnx['file']}` ({quantized}), run by onnxruntime |")
     if config.cut_provenance:
         lines += ["", "## Cut", "", Cut.from_dict(config.cut).describe() + ".", "", "```json",
                   json.dumps(config.cut_provenance, indent=2), "```"]

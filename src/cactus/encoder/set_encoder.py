@@ -54,7 +54,7 @@ class SetEncoder(nn.Module):
             raise NotImplementedError("sia: UMT5 has a relative position bias per layer; only T5 / MT5 are supported")
         self.backbone = backbone
         self.attention = attention
-        self._relative_positions = hasattr(backbone.config, "relative_attention_num_buckets")  # T5 family
+        self.relative_positions = hasattr(backbone.config, "relative_attention_num_buckets")  # T5 family
 
     @property
     def dim(self) -> int:
@@ -63,7 +63,7 @@ class SetEncoder(nn.Module):
 
     def forward(self, batch: SubsetBatch) -> torch.Tensor:
         """(B, N, D) L2-normalised entity embeddings; empty slots are zero vectors."""
-        with _pooler_set_aside(self.backbone):
+        with pooler_set_aside(self.backbone):
             hidden = {"nia": self._nia_hidden, "fia": self._fia_hidden, "sia": self._sia_hidden}[self.attention](batch)
         means = torch.cat([part.view(count, length, -1).mean(1) for part, (length, count)
                            in zip(hidden.split([length * count for length, count in batch.runs]), batch.runs)])
@@ -83,10 +83,10 @@ class SetEncoder(nn.Module):
         """(T, D) token states: the packed tokens as (T, 1) rows in one call, the entities joined in the attention."""
         relative_bias = summary_bias = None
         kwargs = {}
-        if self._relative_positions:
-            relative_bias, summary_bias = self._relative_biases(batch.runs[-1][0])
+        if self.relative_positions:
+            relative_bias, summary_bias = self.relative_biases(batch.runs[-1][0])
         else:
-            kwargs["position_ids"] = batch.positions()[:, None] + self._position_offset()
+            kwargs["position_ids"] = batch.positions()[:, None] + self.position_offset()
         layout = EntityLayout.of(batch.entity_slot, batch.runs, batch.entity_mask, relative_bias, summary_bias)
         with attention_implementation(self.backbone, SIA_ATTENTION):
             hidden = self.backbone(input_ids=batch.input_ids[:, None], entity_layout=layout, **kwargs)
@@ -106,20 +106,20 @@ class SetEncoder(nn.Module):
         mask = torch.zeros_like(ids)
         mask[subset, col] = 1
         kwargs = {}
-        if not self._relative_positions:
+        if not self.relative_positions:
             kwargs["position_ids"] = torch.zeros_like(ids)
-            kwargs["position_ids"][subset, col] = positions[order] + self._position_offset()  # restart per entity
+            kwargs["position_ids"][subset, col] = positions[order] + self.position_offset()  # restart per entity
         packed = self.backbone(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state  # (B, S, D)
         hidden = packed.new_empty(len(order), packed.shape[-1])
         hidden[order] = packed[subset, col]
         return hidden
 
-    def _position_offset(self) -> int:
+    def position_offset(self) -> int:
         """The first absolute position of a sequence: 0 (BERT), or padding index + 1 (RoBERTa family)."""
         padding_idx = getattr(getattr(self.backbone, "embeddings", None), "padding_idx", None)
         return 0 if padding_idx is None else padding_idx + 1
 
-    def _relative_biases(self, longest: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def relative_biases(self, longest: int) -> tuple[torch.Tensor, torch.Tensor]:
         """T5 only: the (1, H, L, L) relative-position bias of a `longest`-token entity (a shorter entity's is its
         top-left block), and the (H,) bias of the summary keys.
 
@@ -136,7 +136,7 @@ class SetEncoder(nn.Module):
 
 
 @contextmanager
-def _pooler_set_aside(backbone: nn.Module):
+def pooler_set_aside(backbone: nn.Module):
     """Run `backbone` without its pooler (BERT family) inside the block."""
     pooler = getattr(backbone, "pooler", None)
     if pooler is None:
