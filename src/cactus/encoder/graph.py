@@ -44,8 +44,7 @@ class GridLayout:
     Attributes:
         places: (E * L,) long, the packed index of token l of entity e (token 0 past the entity's end: masked).
         token_place: (T,) long, every packed token's place e * L + l in the grid.
-        token_entity: (T,) long, every packed token's entity e.
-        lengths: (1, E, 1) float, every entity's token count.
+        mean_weights: (E, L) float, 1 / length on an entity's own places, 0 past its end: a mean over the grid.
         subset_index: (E,) long, every entity's subset b.
         slot_index: (E,) long, every entity's slot b * N + n in the flattened (B * N) slots.
         summary_mask: (E, N) bool, True on the summaries an entity may attend (the other real entities of its
@@ -57,8 +56,7 @@ class GridLayout:
 
     places: torch.Tensor
     token_place: torch.Tensor
-    token_entity: torch.Tensor
-    lengths: torch.Tensor
+    mean_weights: torch.Tensor
     subset_index: torch.Tensor
     slot_index: torch.Tensor
     summary_mask: torch.Tensor | None
@@ -69,8 +67,8 @@ class GridLayout:
     score_bias: torch.Tensor
 
     @classmethod
-    def of(cls, entity_tokens: torch.Tensor, token_place: torch.Tensor, token_entity: torch.Tensor,
-           entity_slot: torch.Tensor, entity_mask: torch.Tensor, summaries: bool, dtype: torch.dtype,
+    def of(cls, entity_tokens: torch.Tensor, token_place: torch.Tensor, entity_slot: torch.Tensor,
+           entity_mask: torch.Tensor, summaries: bool, dtype: torch.dtype,
            relative_bias: torch.Tensor | None = None, summary_bias: torch.Tensor | None = None) -> "GridLayout":
         """The layout of a batch from its tensors (`SubsetBatch`); `summaries` False gives NIA's. relative_bias:
         (1, H, L, L) own-key score bias, summary_bias: (H,) bias of every summary key (T5), or None."""
@@ -78,6 +76,7 @@ class GridLayout:
         n = torch.ones_like(entity_mask[0], dtype=entity_slot.dtype).sum()  # N as a tensor, as in GraphEncoder
         subset = torch.div(entity_slot, n, rounding_mode="floor")
         slot = entity_slot - subset * n
+        own = (entity_tokens >= 0).to(dtype)  # (E, L)
         keys = entity_tokens >= 0  # (E, L): the keys an entity attends to
         others = None
         if summaries:  # the real slots of each entity's subset, except its own
@@ -90,9 +89,9 @@ class GridLayout:
                 far = (summary_bias.to(dtype) if summary_bias is not None else bias.new_zeros(bias.shape[0]))
                 bias = torch.cat([bias, far.view(-1, 1, 1, 1).expand(-1, 1, bias.shape[2], N)], -1)
         score_bias = torch.where(keys[None, :, None, :], bias, torch.finfo(dtype).min)
-        lengths = (entity_tokens >= 0).sum(1).to(dtype).view(1, -1, 1)
+        mean_weights = own / own.sum(1, keepdim=True)
         places = entity_tokens.clamp(min=0).flatten()
-        return cls(places, token_place, token_entity, lengths, subset, entity_slot, others, B, N, *entity_tokens.shape,
+        return cls(places, token_place, mean_weights, subset, entity_slot, others, B, N, *entity_tokens.shape,
                    score_bias)
 
 
@@ -131,12 +130,11 @@ def grid_attention(
 
         def summaries(x: torch.Tensor) -> torch.Tensor:
             """(H, E, N, d): the means of the entities of each entity's subset, slot by slot (empty slots zero)."""
-            x = heads(x)
-            means = x.new_zeros(H, E, d).index_add(1, lay.token_entity, x) / lay.lengths
+            means = (x * lay.mean_weights[None, :, :, None]).sum(2)  # (H, E, d)
             table = means.new_zeros(H, lay.n_subsets * lay.n_slots, d).index_copy(1, lay.slot_index, means)
             return table.view(H, lay.n_subsets, lay.n_slots, d).index_select(1, lay.subset_index)
 
-        k, v = torch.cat([k, summaries(key)], 2), torch.cat([v, summaries(value)], 2)  # (H, E, L + N, d)
+        k, v = torch.cat([k, summaries(k)], 2), torch.cat([v, summaries(v)], 2)  # (H, E, L + N, d)
     scores = torch.matmul(q, k.transpose(-1, -2)) * (d ** -0.5 if scaling is None else scaling) + lay.score_bias
     out = torch.matmul(torch.softmax(scores, -1), v)  # (H, E, L, d)
     out = out.view(H, E * L, d).index_select(1, lay.token_place).transpose(0, 1)  # (T, H, d)
@@ -172,12 +170,13 @@ class GraphEncoder(nn.Module):
             relative_bias, summary_bias = enc.relative_biases(L)
         else:
             kwargs["position_ids"] = (token_place - token_entity * width)[:, None] + enc.position_offset()
-        layout = GridLayout.of(entity_tokens, token_place, token_entity, entity_slot, entity_mask,
-                               enc.attention == "sia", enc.backbone.dtype, relative_bias, summary_bias)
+        layout = GridLayout.of(entity_tokens, token_place, entity_slot, entity_mask, enc.attention == "sia",
+                               enc.backbone.dtype, relative_bias, summary_bias)
         with pooler_set_aside(enc.backbone), attention_implementation(enc.backbone, GRID_ATTENTION):
             hidden = enc.backbone(input_ids=input_ids[:, None], grid_layout=layout, **kwargs).last_hidden_state[:, 0]
-        lengths = (entity_tokens >= 0).sum(1, keepdim=True).to(hidden.dtype)
-        means = hidden.new_zeros(E, hidden.shape[-1]).index_add(0, token_entity, hidden) / lengths
+        # Means over the grid, here and for the summaries, not a scatter-add over the tokens: onnxruntime's threaded
+        # ScatterND with reduction drops additions to a repeated index (seen at 2 threads), which is every entity's.
+        means = (hidden.index_select(0, layout.places).view(E, L, -1) * layout.mean_weights[..., None]).sum(1)
         B, N = entity_mask.shape
         out = means.new_zeros(B * N, means.shape[-1]).index_copy(0, entity_slot, F.normalize(means, dim=-1))
         return out.view(B, N, -1)
