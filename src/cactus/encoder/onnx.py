@@ -31,9 +31,10 @@ from cactus.text.tokenize import SubsetBatch
 ONNX_FILE = "model.onnx"
 QUANTIZE = ("int8",)
 OPSET = 18
-# Real tokens per encoder call for an exported graph, by measurement (docs/benchmarks/onnx_speed.md): its attention
-# pads every entity to the batch's longest, so smaller batches than the eager path's 8,192 run faster.
-ONNX_BATCH_TOKENS = 2048
+# Real tokens per encoder call for an exported graph, by measurement (docs/benchmarks/onnx_speed.md, int8 SIA: 1,024
+# was fastest or near it on both families, 8-13% above 2,048): its attention pads every entity to the batch's longest,
+# so smaller batches than the eager path's 8,192 run faster.
+ONNX_BATCH_TOKENS = 1024
 
 
 def _example_batch() -> SubsetBatch:
