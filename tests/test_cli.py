@@ -109,14 +109,18 @@ def test_pretrain_then_train_with_a_yaml_config(tmp_path, tiny_backbone):
 
     proc = run("train", "--train", bench / "train.jsonl", "--val", bench / "val.jsonl", "--out", tmp_path / "ft",
                "--pretrained-from", tmp_path / "pre" / "best", "--config", tmp_path / "train.yaml",
-               "--max-steps", "3", "-q")
+               "--max-steps", "3", "--lr-schedule", "linear", "--grad-accumulation", "2", "--report-to", "tensorboard",
+               "-q")
     assert "best ami+ari" in proc.stdout
+    assert (tmp_path / "ft" / "training_curve.png").is_file()
+    assert any((tmp_path / "ft" / "trackers" / "cactus").glob("events.out.tfevents.*"))
     log = [json.loads(line) for line in (tmp_path / "ft" / "train_log.jsonl").read_text().splitlines()]
     assert sum(r["type"] == "loss" for r in log) == 3
     used = json.loads((tmp_path / "ft" / "training_config.json").read_text())
     # fine-tuning starts from the s0 that pretraining reached (s0 moves at most about neutral_lr a step)
     assert used["init_neutral"] is None and abs(log[0]["neutral"] - pre["neutral"]) < 0.006
     assert used["lr"] == 0.001 and used["max_steps"] == 3  # the file, then the flags
+    assert [r["lr"] for r in log if r["type"] == "loss"] == pytest.approx([1e-3, 2e-3 / 3, 1e-3 / 3])
     proc = run("evaluate", bench / "test.jsonl", "--model", tmp_path / "ft" / "best", "-q")
     assert "ami" in proc.stdout
 
@@ -378,6 +382,9 @@ def train_args(out, backbone, *extra):
     ("epochs: 2.5", "field 'epochs' must be a whole number, got 2.5"),
     ("restore_best: maybe", "field 'restore_best' must be true or false, got 'maybe'"),
     ("colour: red", "unknown training config field(s): ['colour']"),
+    ("lr_schedule: cosine", "lr_schedule must be one of constant, linear, got 'cosine'"),
+    ("report_to: tensorboard,neptune", "report_to must name trackers among tensorboard, wandb, mlflow, got 'neptune'"),
+    ("grad_accumulation: 3", "grad_accumulation (3) cannot exceed batch_size (2)"),
 ])
 def test_a_bad_config_field_is_named_before_the_model_loads(capsys, tmp_path, line, message):
     (tmp_path / "c.yaml").write_text(line + "\n")

@@ -90,11 +90,14 @@ def test_training_learns_logs_and_saves_the_best(tiny_backbone, data, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
 
 
-def test_resume_reaches_the_same_weights(tiny_backbone, data, tmp_path, one_thread):
+@pytest.mark.parametrize("options", [{}, {"lr_schedule": "linear", "warmup_steps": 2, "schedule_steps": 8},
+                                     {"grad_accumulation": 3}], ids=["constant", "schedule", "accumulation"])
+def test_resume_reaches_the_same_weights(tiny_backbone, data, tmp_path, one_thread, options):
     """8 steps at once == 6 steps (mid-epoch 2, dropout on), then resumed to 8 in a fresh model and trainer."""
 
     def run(output_dir: Path, max_steps: int, resume: bool = False) -> dict:
-        config = TrainingConfig(lr=1e-3, epochs=3, max_steps=max_steps, eval_every=3, log_every=1, progress=False)
+        config = TrainingConfig(lr=1e-3, epochs=3, max_steps=max_steps, eval_every=3, log_every=1, progress=False,
+                                **options)
         return Trainer(make_model(tiny_backbone), config, output_dir).train(data["train"], data["val"], resume=resume)
 
     whole, split = tmp_path / "whole", tmp_path / "split"
@@ -107,6 +110,92 @@ def test_resume_reaches_the_same_weights(tiny_backbone, data, tmp_path, one_thre
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["neutral"] == expected["neutral"] and resumed["best_step"] == expected["best_step"]
     assert without_time(read_log(split)) == without_time(read_log(whole))
+
+
+def test_learning_rate_schedule(tiny_backbone, data, tmp_path):
+    """Warmup, then linear decay to 0 at schedule_steps (max_steps by default); the log has each step's rate."""
+
+    def rates(**options) -> list[float]:
+        config = TrainingConfig(lr=1e-3, max_steps=6, log_every=1, progress=False, **options)
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        Trainer(make_model(tiny_backbone), config, out).train(data["train"], data["val"][:2])
+        return [r["lr"] for r in read_log(out) if r["type"] == "loss"]
+
+    assert rates() == [1e-3] * 6
+    assert rates(warmup_steps=2) == pytest.approx([5e-4] + [1e-3] * 5)
+    # factor (s + 1) / 2 in warmup, then (6 - s) / 4 for s = 2..5
+    assert rates(warmup_steps=2, lr_schedule="linear") == pytest.approx([5e-4, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    assert rates(lr_schedule="linear", schedule_steps=12) == pytest.approx([1e-3 * (12 - s) / 12 for s in range(6)])
+
+
+def without_dropout(model: Cactus) -> Cactus:
+    for module in model.encoder.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def test_gradient_accumulation_takes_the_same_steps(tiny_backbone, data, tmp_path, one_thread):
+    """A batch of 4 encoded in 1, 2 or 3 parts (sizes 2+2, 2+1+1) gives the same weights, to float rounding: no
+    subset of these is skipped, so each part's weight (its share of the batch) makes the mean of the whole."""
+    weights, losses = [], []
+    for parts in (1, 2, 3):
+        model = without_dropout(make_model(tiny_backbone))
+        config = TrainingConfig(lr=1e-3, max_steps=3, grad_accumulation=parts, log_every=1, progress=False)
+        Trainer(model, config, tmp_path / str(parts)).train(data["train"], data["val"][:2])
+        weights.append(model.encoder.state_dict())
+        losses.append([r["loss"] for r in read_log(tmp_path / str(parts)) if r["type"] == "loss"])
+    for other in weights[1:]:
+        for name, value in weights[0].items():
+            torch.testing.assert_close(other[name], value, rtol=1e-4, atol=1e-6)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[2] == pytest.approx(losses[0], rel=1e-5)
+    with pytest.raises(ValueError, match="grad_accumulation"):
+        TrainingConfig(batch_size=2, grad_accumulation=3)
+
+
+def test_bf16_autocast_trains_float32_weights(tiny_backbone, data, tmp_path):
+    """bf16 changes the arithmetic (the losses move), not the weights' dtype; the run saves and reloads as usual."""
+
+    def run(precision: str) -> tuple[Cactus, list[float]]:
+        model = without_dropout(make_model(tiny_backbone))
+        config = TrainingConfig(lr=1e-3, max_steps=3, mixed_precision=precision, log_every=1, progress=False)
+        Trainer(model, config, tmp_path / precision).train(data["train"], data["val"][:2])
+        return model, [r["loss"] for r in read_log(tmp_path / precision) if r["type"] == "loss"]
+
+    (_, fp32_losses), (bf16, bf16_losses) = run("no"), run("bf16")
+    assert all(p.dtype == torch.float32 for p in bf16.encoder.parameters())
+    assert bf16_losses != fp32_losses and bf16_losses == pytest.approx(fp32_losses, rel=0.05)
+    reloaded = Cactus.from_pretrained(tmp_path / "bf16" / "best", device="cpu")
+    assert reloaded.threshold_ == bf16.threshold_
+    with pytest.raises(ValueError, match="mixed_precision must be one of no, bf16"):
+        TrainingConfig(mixed_precision="fp8")
+
+
+def test_tensorboard_holds_the_logged_scalars_and_the_curve_is_drawn(tiny_backbone, data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = TrainingConfig(lr=1e-3, max_steps=6, eval_every=2, log_every=1, report_to="tensorboard",
+                            progress=False)
+    Trainer(make_model(tiny_backbone), config, tmp_path).train(data["train"], data["val"][:3])
+
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for r in read_log(tmp_path):
+        for k, v in r.items():
+            if k not in ("type", "step") and isinstance(v, (int, float)):
+                expected.setdefault(f"{r['type']}/{k}", []).append((r["step"], float(v)))
+    assert {"loss/loss", "loss/lr", "eval/ami", "eval/threshold", "eval/neutral"} <= set(expected)
+    events = EventAccumulator(str(tmp_path / "trackers" / "cactus"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == set(expected)
+    for tag, points in expected.items():
+        logged = [(e.step, e.value) for e in events.Scalars(tag)]
+        assert [s for s, _ in logged] == [s for s, _ in points]
+        assert [v for _, v in logged] == pytest.approx([v for _, v in points], rel=1e-6)  # stored as float32
+    with pytest.raises(ValueError, match="report_to must name trackers"):
+        TrainingConfig(report_to="tensorboard,neptune")
+
+    png = (tmp_path / "training_curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
 def test_early_stopping(tiny_backbone, data, tmp_path):

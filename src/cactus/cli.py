@@ -53,7 +53,7 @@ logger = logging.getLogger("cactus")
 
 # What a training --out holds once a run has started there (the trainer's files).
 RUN_FILES = ("train_log.jsonl", "checkpoint", ".checkpoint.old", ".checkpoint.tmp", "best", "training_config.json",
-             "summary.json")
+             "summary.json", "training_curve.png", "trackers")
 
 
 class CommandError(Exception):

@@ -14,7 +14,6 @@ from dataclasses import fields
 from cactus.cluster import CRITERIA, CUTS, DEFAULT_GRID, check_threshold, parse_objective
 from cactus.cluster.cut import DEFAULT_BAND
 from cactus.encoder import ATTENTION_MODES
-from cactus.losses import LOSSES
 from cactus.metrics import METRICS
 from cactus.selfsup import AUGMENTATIONS
 from cactus.train.config import TrainingConfig
@@ -141,8 +140,8 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
         help_text = f"{f.metadata['help']} (default: {'none' if f.default is None else f.default})"
         if kind is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif f.name == "loss":
-            p.add_argument(flag, choices=list(LOSSES), default=None, help=help_text)
+        elif f.metadata["choices"]:
+            p.add_argument(flag, choices=list(f.metadata["choices"]), default=None, help=help_text)
         else:
             p.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
 

@@ -12,9 +12,14 @@ from dataclasses import asdict, dataclass, field, fields
 from cactus.losses import LOSSES
 
 
-def _option(default, help: str, cli: bool = True):
-    """A field with its help text; `cli=False` keeps it off the command line."""
-    return field(default=default, metadata={"help": help, "cli": cli})
+LR_SCHEDULES = ("constant", "linear")
+MIXED_PRECISION = ("no", "bf16")
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+
+
+def _option(default, help: str, cli: bool = True, choices: tuple[str, ...] | None = None):
+    """A field with its help text; `cli=False` keeps it off the command line; `choices` are its only values."""
+    return field(default=default, metadata={"help": help, "cli": cli, "choices": choices})
 
 
 @dataclass
@@ -33,12 +38,13 @@ class TrainingConfig:
             kernels' reductions do not add in one order).
     """
 
-    loss: str = _option("augmented_triplet", "training loss: " + "; ".join(f"{k} = {v}" for k, v in LOSSES.items()))
+    loss: str = _option("augmented_triplet", "training loss: " + "; ".join(f"{k} = {v}" for k, v in LOSSES.items()),
+                        choices=tuple(LOSSES))
     margin: float = _option(0.3, "margin m of the triplet losses")
     init_neutral: float | None = _option(None, "starting s0 of the augmented triplet loss (default: the model's own "
                                                "s0 where training or pretraining left one, else 0)")
-    lr: float = _option(5e-5, "AdamW learning rate of the encoder, constant after warmup (the paper: 5e-5 "
-                              "fine-tuning, 1e-4 pretraining)")
+    lr: float = _option(5e-5, "AdamW learning rate of the encoder, after warmup (the paper: 5e-5 fine-tuning, 1e-4 "
+                              "pretraining)")
     neutral_lr: float = _option(5e-3, "learning rate of the loss's own parameters (s0)")
     weight_decay: float = _option(0.01, "AdamW weight decay of the encoder; the loss's parameters get none")
     anchor: float = _option(0.0, "decay of the encoder's weights towards those it started from: each step pulls "
@@ -49,7 +55,15 @@ class TrainingConfig:
     lora_targets: str | None = _option(None, "comma-separated names of the linear layers that get an adapter "
                                              "(default: the query and value projections)")
     warmup_steps: int = _option(0, "linear warmup of both learning rates over this many steps (0 = none)")
+    lr_schedule: str = _option("constant", "both learning rates after warmup: constant, or linear decay to 0 at "
+                                           "schedule_steps", choices=LR_SCHEDULES)
+    schedule_steps: int | None = _option(None, "the step at which the linear schedule reaches 0 (default: max_steps, "
+                                               "else epochs x batches per epoch)")
     batch_size: int = _option(4, "subsets per optimizer step and process")
+    grad_accumulation: int = _option(1, "encode each batch in this many parts, one backward pass each, and step once: "
+                                        "the same step in less memory")
+    mixed_precision: str = _option("no", "bf16: run the encoder in bfloat16 autocast (CUDA GPUs with bf16, CPUs "
+                                         "with AVX512-BF16 or AMX); the loss stays float32", choices=MIXED_PRECISION)
     epochs: int = _option(10, "passes over the training subsets")
     max_steps: int | None = _option(None, "stop after this many optimizer steps, if sooner")
     grad_clip: float | None = _option(1.0, "max global gradient norm (the paper's code used 0.3)")
@@ -57,6 +71,9 @@ class TrainingConfig:
                                            "steps; always at the end of each epoch")
     patience: int | None = _option(None, "stop after this many validations without a better objective")
     log_every: int = _option(50, "write a training-loss line every this many steps (0 = none)")
+    report_to: str | None = _option(None, "also send every logged scalar to these experiment trackers, comma-"
+                                          "separated: " + ", ".join(TRACKERS) + " (each installed separately; files "
+                                          "go under OUT/trackers)")
     checkpoint_every: int | None = _option(None, "save a resumable checkpoint every this many steps (default: after "
                                                  "every validation); one is always saved when training ends")
     restore_best: bool = _option(True, "at the end, load the best weights and their threshold back into the model "
@@ -67,9 +84,15 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             setattr(self, f.name, _typed(f.name, getattr(self, f.name), f.type))
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        for name in ("batch_size", "epochs", "max_steps", "eval_every", "patience", "checkpoint_every"):
+        for f in fields(self):
+            allowed = f.metadata["choices"]
+            if allowed and getattr(self, f.name) not in allowed:
+                raise ValueError(f"{f.name} must be one of {', '.join(allowed)}, got {getattr(self, f.name)!r}")
+        unknown = [t for t in self.trackers if t not in TRACKERS]
+        if unknown:
+            raise ValueError(f"report_to must name trackers among {', '.join(TRACKERS)}, got {unknown[0]!r}")
+        for name in ("batch_size", "epochs", "max_steps", "eval_every", "patience", "checkpoint_every",
+                     "schedule_steps", "grad_accumulation"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -77,6 +100,14 @@ class TrainingConfig:
             raise ValueError(f"lora_rank must be >= 0 and lora_alpha > 0, got {self.lora_rank!r}, {self.lora_alpha!r}")
         if self.warmup_steps < 0 or self.log_every < 0 or self.anchor < 0:
             raise ValueError("warmup_steps, log_every and anchor must be >= 0")
+        if self.grad_accumulation > self.batch_size:
+            raise ValueError(f"grad_accumulation ({self.grad_accumulation}) cannot exceed batch_size "
+                             f"({self.batch_size}): each part holds at least one subset")
+
+    @property
+    def trackers(self) -> list[str]:
+        """The tracker names of `report_to`."""
+        return [t.strip() for t in (self.report_to or "").split(",") if t.strip()]
 
     @classmethod
     def help(cls, name: str) -> str:

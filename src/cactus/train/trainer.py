@@ -12,6 +12,8 @@ checkpoints of model, optimizer, scheduler and every process's RNG. The data ord
 Output folder:
     train_log.jsonl        one JSON object a line: {"type": "loss", ...} every `log_every` steps, {"type": "eval", ...}
                            at every evaluation (fields in `Trainer._evaluate`)
+    training_curve.png     validation AMI, threshold and s0 against steps, drawn from train_log.jsonl at the end
+    trackers/              what `report_to` trackers write (tensorboard's event files under trackers/cactus/)
     training_config.json   the `TrainingConfig` of the latest run
     best/                  the best model so far (a `Cactus` folder; its threshold is the one tuned at that step)
     checkpoint/            the latest resumable state (`cactus.train.checkpoint`)
@@ -20,6 +22,7 @@ Output folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -45,10 +48,13 @@ from cactus.text import SubsetBatch, tokenize_subsets
 from cactus.train.checkpoint import TrainerState
 from cactus.train.config import TrainingConfig, lora_spec
 from cactus.train.evaluator import ThresholdEvaluator
+from cactus.train.plot import plot_training_log
 
 logger = logging.getLogger(__name__)
 
 LOG_NAME = "train_log.jsonl"
+CURVE_NAME = "training_curve.png"
+TRACKERS_DIR = "trackers"
 BEST_DIR = "best"
 CHECKPOINT_DIR = "checkpoint"
 VAL_STREAM = 2**32 - 1  # seed stream of synthetic validation subsets; epochs use (seed, epoch) with small epochs
@@ -73,7 +79,10 @@ class _EncoderWithLoss(nn.Module):
 
     def forward(self, batch: SubsetBatch, labels: torch.Tensor) -> LossOutput:
         """`batch` of (B, N, L) tokens, (B, N) labels -> the loss of the (B, N, D) embeddings."""
-        return self.loss(self.encoder(batch), labels, batch.entity_mask)
+        embeddings = self.encoder(batch)
+        # Under bf16 autocast the encoder runs in bfloat16; margins of 0.3 on cosines want the loss in float32.
+        with torch.autocast(embeddings.device.type, enabled=False):
+            return self.loss(embeddings.float(), labels, batch.entity_mask)
 
 
 TrainSubsets = Sequence[Subset] | Callable[[int], Sequence[Subset]]
@@ -98,6 +107,9 @@ class Trainer:
         # runs but feeds no loss, so its parameters get no gradient: DDP must be told to expect that.
         self.accelerator = Accelerator(
             cpu=model.device.type == "cpu",
+            log_with=config.trackers or None,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
+                                                logging_dir=str(self.output_dir / TRACKERS_DIR)),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         set_seed(config.seed, device_specific=True)  # different dropout masks on different processes
@@ -121,14 +133,13 @@ class Trainer:
         if loss_params:
             groups.append({"params": loss_params, "lr": config.neutral_lr, "weight_decay": 0.0})
         optimizer = torch.optim.AdamW(groups)
-        warmup = config.warmup_steps
+        self._schedule_steps = config.schedule_steps  # `train` fills in the default, which depends on the data
         # Not passed to prepare(): accelerate would step it once per process per step; it counts optimizer steps.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
         self.module, self.optimizer = self.accelerator.prepare(_EncoderWithLoss(self.encoder, self.loss_fn), optimizer)
         self.accelerator.register_for_checkpointing(self.scheduler)
         self.n_truncated = 0
+        self._step_lr = config.lr
         self._data_stats: dict = {}
         self._last_eval: tuple[ThresholdCurve, int, int] | None = None  # this run's last: curve, epoch, n_val
         self._clock = (time.monotonic(), 0.0)  # (when this run started, training seconds of earlier runs)
@@ -139,6 +150,16 @@ class Trainer:
         """Current s0 of the augmented triplet loss (None for other losses)."""
         neutral = getattr(self.loss_fn, "neutral", None)
         return None if neutral is None else float(neutral.detach())
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rates' multiplier for the optimizer step after `step` steps: a linear warmup over
+        `warmup_steps`, then 1 (constant) or a linear decay that reaches 0 at `schedule_steps` (linear)."""
+        warmup = self.config.warmup_steps
+        if step < warmup:
+            return (step + 1) / warmup
+        if self.config.lr_schedule == "constant" or self._schedule_steps is None:
+            return 1.0
+        return max(0.0, (self._schedule_steps - step) / max(1, self._schedule_steps - warmup))
 
     def epoch_batches(self, n_subsets: int, epoch: int) -> list[list[int]]:
         """This process's batches of `epoch`: lists of indices into that epoch's `n_subsets` training subsets.
@@ -180,6 +201,9 @@ class Trainer:
         per_epoch = len(self.epoch_batches(len(subsets_of(state.epoch)), state.epoch))
         cfg = self.config
         total = per_epoch * cfg.epochs if cfg.max_steps is None else min(per_epoch * cfg.epochs, cfg.max_steps)
+        if self._schedule_steps is None:
+            self._schedule_steps = cfg.max_steps or per_epoch * cfg.epochs
+        self._start_trackers(state)
         bar = tqdm(total=total, initial=state.step, desc="training", unit="step",
                    disable=not (cfg.progress and self.accelerator.is_main_process))
         stepped = self._run(state, subsets_of, evaluator, bar)
@@ -196,17 +220,35 @@ class Trainer:
             self._restore(best)
         elif self._last_eval is not None and state.last_eval_step == state.step:
             self._adopt(*self._last_eval, state=state)  # the last weights get the threshold tuned for them
+        self.accelerator.end_training()
+        if self.accelerator.is_main_process:
+            plot_training_log(self.output_dir / LOG_NAME, self.output_dir / CURVE_NAME)
         return self._summary(state)
 
     def step(self, subsets: Sequence[Subset]) -> tuple[float, int, int]:
         """One optimizer step on a batch of labelled subsets; returns (loss x kept subsets, kept subsets, skipped
-        subsets), summed over processes. A subset is skipped when its loss has no term (e.g. one cluster)."""
+        subsets), summed over processes. A subset is skipped when its loss has no term (e.g. one cluster).
+
+        With `grad_accumulation` = k the batch is encoded in k parts, each part's mean loss weighted by its share of
+        the batch's subsets: the gradient of the whole batch's mean whenever no subset is skipped.
+        """
         acc, tokenizer = self.accelerator, self.model.tokenizer
-        batch = tokenize_subsets(tokenizer, [s.texts for s in subsets], self.model.config.max_tokens)
-        self.n_truncated += batch.n_truncated
-        batch = batch.to(acc.device)
-        out: LossOutput = self.module(batch, label_ids(subsets, batch.entity_mask.shape[1]).to(acc.device))
-        acc.backward(out.loss)
+        parts = np.array_split(np.arange(len(subsets)), min(self.config.grad_accumulation, len(subsets)))
+        loss_sum, kept, skipped = 0.0, 0, 0
+        for i, part in enumerate(parts):
+            chunk = [subsets[j] for j in part]
+            batch = tokenize_subsets(tokenizer, [s.texts for s in chunk], self.model.config.max_tokens)
+            self.n_truncated += batch.n_truncated
+            batch = batch.to(acc.device)
+            # DDP all-reduces the gradients once, in the last part's backward pass.
+            sync = acc.no_sync(self.module) if i < len(parts) - 1 else contextlib.nullcontext()
+            # Autocast here, not accelerate's mixed_precision: that is fixed once per process for every Accelerator.
+            with sync, torch.autocast(acc.device.type, torch.bfloat16, enabled=self.config.mixed_precision == "bf16"):
+                out: LossOutput = self.module(batch, label_ids(chunk, batch.entity_mask.shape[1]).to(acc.device))
+                acc.backward(out.loss * (len(chunk) / len(subsets)))
+            loss_sum += out.loss.item() * (len(chunk) - out.n_skipped)
+            kept += len(chunk) - out.n_skipped
+            skipped += out.n_skipped
         if self.config.grad_clip is not None:
             acc.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -215,10 +257,10 @@ class Trainer:
             with torch.no_grad():
                 for p, p0 in self._anchor:
                     p.sub_(pull * (p - p0))
+        self._step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used, for the log
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        kept = len(subsets) - out.n_skipped
-        totals = torch.tensor([out.loss.item() * kept, kept, out.n_skipped], dtype=torch.float64, device=acc.device)
+        totals = torch.tensor([loss_sum, kept, skipped], dtype=torch.float64, device=acc.device)
         loss_sum, kept, skipped = acc.reduce(totals, reduction="sum").tolist()
         return loss_sum, int(kept), int(skipped)
 
@@ -394,7 +436,7 @@ class Trainer:
             "step": state.step,
             "epoch": epoch,
             "loss": state.log_loss_sum / state.log_loss_count if state.log_loss_count else None,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self._step_lr,
             "neutral": self.neutral,
             "elapsed_s": round(state.elapsed_s, 3),
         }
@@ -402,10 +444,26 @@ class Trainer:
         self._write_log(state, record)
 
     def _write_log(self, state: TrainerState, record: dict) -> None:
+        """Append `record` to the log and send its numbers to the trackers, as "<type>/<field>" at its step."""
         if self.accelerator.is_main_process:
             with open(self.output_dir / LOG_NAME, "a") as f:
                 f.write(json.dumps(record) + "\n")
                 state.log_offset = f.tell()
+        if self.config.trackers:
+            scalars = {f"{record['type']}/{k}": float(v) for k, v in record.items()
+                       if k not in ("type", "step") and isinstance(v, (int, float))}
+            self.accelerator.log(scalars, step=record["step"])
+
+    def _start_trackers(self, state: TrainerState) -> None:
+        """Start the `report_to` trackers with the config as hyperparameters. A resumed tensorboard run drops its
+        events after the checkpoint's step, which the resumed run logs again (as it does train_log.jsonl's)."""
+        if not self.config.trackers:
+            return
+        hparams = {k: v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+                   for k, v in self.config.to_dict().items()}
+        hparams = {k: "none" if v is None else v for k, v in hparams.items()}
+        kwargs = {"tensorboard": {"purge_step": state.step + 1}} if state.step else {}
+        self.accelerator.init_trackers("cactus", config=hparams, init_kwargs=kwargs)
 
     def _start(self, resume: bool) -> TrainerState:
         """Load the checkpoint (resume) or start afresh; prepare the output folder and the log."""
