@@ -31,7 +31,8 @@ def main() -> None:
     backbone, out = sys.argv[1], Path(sys.argv[2])
     data = build_family("clinc_intent", DATA, n_train=16, n_val=6, n_test=0)
     model = Cactus(backbone=backbone, attention="sia", device="cpu")
-    config = TrainingConfig(lr=1e-3, batch_size=2, epochs=2, eval_every=2, log_every=1, progress=False)
+    config = TrainingConfig(lr=1e-3, batch_size=2, grad_accumulation=2, epochs=2, eval_every=2, log_every=1,
+                            progress=False)  # the all-reduce waits for the last part
     trainer = RecordingTrainer(model, config, out)
     summary = trainer.train(data["train"], data["val"])
     rank = trainer.accelerator.process_index
