@@ -321,6 +321,36 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from cactus.evaluate import match_predictions
+    from cactus.report import subset_groups, write_report
+
+    _check_output_file(args.output, "-o", inputs=[args.input, args.predictions])
+    model, preds, threshold, cut = None, None, None, None
+    if args.predictions:
+        gold = read_subsets(args.input)
+        require_labels(gold, "a report")
+        subset_groups(gold, args.group_by, source=args.input)
+        preds, reordered = match_predictions(gold, read_subsets(args.predictions), source=args.predictions)
+        if reordered:
+            _say(args, f"matched the entities of {reordered} subsets by content (they were in another order)")
+    else:
+        model = _load_model(args)
+        cut, threshold = _cut_and_threshold(model, args)
+        gold = read_subsets(args.input)
+        require_labels(gold, "a report")
+        subset_groups(gold, args.group_by, source=args.input)  # a missing field fails before the weights load
+        _load_weights(model, args)
+    about = {"input": str(args.input), "model": None if args.predictions else args.model,
+             "predictions": args.predictions}
+    start = time.perf_counter()
+    write_report(args.output, gold, predictions=preds, model=model, threshold=threshold, cut=cut, worst=args.worst,
+                 group_by=args.group_by, source=args.input, about=about, progress=not args.quiet)
+    _say(args, f"reported on {len(gold)} subsets in {time.perf_counter() - start:.1f} s; wrote {args.output} "
+               f"({Path(args.output).stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
 def cmd_tune_threshold(args) -> int:
     grid = _grid(args)
     _check_output_file(args.curve, "--curve", inputs=[args.input])
@@ -520,7 +550,7 @@ def _say(args, msg: str) -> None:
 
 COMMANDS = {"predict": cmd_predict, "serve": cmd_serve, "evaluate": cmd_evaluate, "tune-threshold": cmd_tune_threshold,
             "train": cmd_train, "pretrain": cmd_pretrain, "label": cmd_label, "export": cmd_export,
-            "data build": cmd_data_build}
+            "data build": cmd_data_build, "report": cmd_report}
 
 
 def _error_line(error: Exception) -> tuple[int, str]:

@@ -225,6 +225,28 @@ def _add_evaluate(sub) -> None:
     _add_model_args(p)
 
 
+def _add_report(sub) -> None:
+    p = _command(sub, "report", help="write an HTML report of how a model or a predictions file clusters IN",
+                 description="Write one self-contained HTML page (no script, nothing fetched when viewed) on a "
+                             "model's predictions on the labelled subsets of IN, or on --predictions: the summary "
+                             "metrics with 95% intervals, the threshold curve (with a model), the metrics per group, "
+                             "every subset by AMI, and the worst subsets opened: similarity heatmap (co-assignment "
+                             "without a model), dendrogram and cut, and their split and merge errors in words "
+                             "(docs/report.md).")
+    p.add_argument("input", metavar="IN", help="labelled subsets (.jsonl, .jsonl.gz, .csv or .parquet)")
+    p.add_argument("--predictions", default=None, metavar="P",
+                   help="report on this predictions file (matched to IN by subset id, then entity id or text) "
+                        "instead of running a model")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the HTML file to write, e.g. report.html")
+    p.add_argument("--worst", type=_count_arg(0), default=10, metavar="K",
+                   help="how many of the worst subsets (lowest AMI) to open (default: %(default)s)")
+    p.add_argument("--group-by", default=None, metavar="FIELD",
+                   help="break the metrics down by this per-subset field of IN (a JSONL field, or a table column "
+                        "with one value per subset) (default: the subset id's prefix before '/', when every id has "
+                        "one)")
+    _add_model_args(p)
+
+
 def _add_tune_threshold(sub) -> None:
     p = _command(sub, "tune-threshold",
                  help="choose the clustering threshold on labelled validation subsets",
@@ -375,6 +397,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="on an error, show the traceback too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_predict, _add_evaluate, _add_tune_threshold, _add_train, _add_pretrain, _add_label, _add_export,
-                _add_data, _add_serve):
+                _add_data, _add_serve, _add_report):
         add(sub)
     return parser
