@@ -10,13 +10,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import cactus.batch
 from cactus import Cactus
 from cactus.batch import ResumeError, partial_folder, predict_file
 from cactus.data import Subset, SubsetFormatError, read_subsets, write_subsets
 from cactus.data.io import iter_subsets
-from test_cli import CACTUS
+from test_cli import CACTUS, cli, one_error
 
 WORDS = ["red", "cable", "usb", "charger", "phone", "case", "blue", "fast", "hub", "adapter", "steel", "pan"]
 
@@ -25,6 +27,27 @@ def synthetic(n: int, seed: int = 0) -> list[Subset]:
     rng = np.random.default_rng(seed)
     return [Subset(f"s{k}", [" ".join(rng.choice(WORDS, size=3)) for _ in range(int(rng.integers(1, 7)))],
                    extra={"note": k}) for k in range(n)]
+
+
+# A table's own names for the columns cactus reads, as the readers take them and as `cactus` flags.
+OWN_NAMES = {"subset_id": "query", "text": "title", "label": "category", "entity_id": "sku"}
+NAME_FLAGS = ["--subset-id-column", "query", "--text-column", "title", "--label-column", "category",
+              "--entity-id-column", "sku"]
+
+
+def own_names_table(n: int, seed: int = 0) -> pd.DataFrame:
+    """The subsets of `synthetic(n)`, labelled, as a long table under its own column names (integer ids, a carried
+    'price'), their rows interleaved: every subset's first entity, then every second one, and so on."""
+    subsets = synthetic(n, seed)
+    rows = sorted(((i, k) for k, s in enumerate(subsets) for i in range(len(s))))
+    return pd.DataFrame({"query": [100 + k for _, k in rows], "title": [subsets[k].texts[i] for i, k in rows],
+                         "category": [f"c{(k * i) % 3}" for i, k in rows], "sku": [f"sku-{k}-{i}" for i, k in rows],
+                         "price": [0.5 * j for j in range(len(rows))]})
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False) if path.suffix == ".csv" else frame.to_parquet(path, index=False)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +187,88 @@ def test_sigkill_keeps_the_old_output_and_resume_writes_the_uninterrupted_bytes(
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed after {answered} answered chunks" in resumed.stderr
     assert out.read_bytes() == whole.read_bytes() and not folder.exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_predict_file_keeps_a_tables_own_column_names(model, tmp_path, suffix):
+    table = own_names_table(9)
+    source = write_frame(table, tmp_path / f"in{suffix}")
+    out = tmp_path / f"out{suffix}"
+    done = predict_file(model, source, out, chunk_subsets=4, columns=OWN_NAMES)
+    assert (done.subsets, done.entities) == (9, len(table))
+    subsets = read_subsets(source, columns=OWN_NAMES)
+    expected = {str(s.id): c.tolist() for s, c in zip(subsets, model.predict(subsets))}
+    if suffix == ".csv":
+        lines = out.read_text().splitlines()
+        assert lines[0] == "query,title,category,sku,price,cluster_id"
+        assert [line.rsplit(",", 1)[0] for line in lines] == source.read_text().splitlines()
+    else:
+        back = pd.read_parquet(out)
+        assert list(back.columns) == ["query", "title", "category", "sku", "price", "cluster_id"]
+        assert back.drop(columns="cluster_id").equals(table)  # the input's rows, order, values and dtypes
+    got = {str(s.id): [int(c) for c in s.cluster_ids] for s in read_subsets(out, columns=OWN_NAMES)}
+    assert got == expected
+    predict_file(model, source, tmp_path / "out.jsonl", columns=OWN_NAMES)  # JSONL: its own field names
+    assert [(str(s.id), s.labels, s.extra["price"]) for s in read_subsets(tmp_path / "out.jsonl")] == [
+        (str(s.id), s.labels, s.columns["price"]) for s in subsets]
+
+
+def test_resume_with_a_tables_own_names_writes_the_uninterrupted_bytes(model, tmp_path, monkeypatch):
+    source = write_frame(own_names_table(12), tmp_path / "in.parquet")
+    whole, out = tmp_path / "whole.parquet", tmp_path / "out.parquet"
+    predict_file(model, source, whole, chunk_subsets=3, columns=OWN_NAMES)
+    answer, calls = cactus.batch._answer, []
+
+    def dies_in_the_third_chunk(*args):
+        calls.append(1)
+        if len(calls) == 7:
+            raise RuntimeError("killed")
+        return answer(*args)
+
+    monkeypatch.setattr(cactus.batch, "_answer", dies_in_the_third_chunk)
+    with pytest.raises(RuntimeError, match="killed"):
+        predict_file(model, source, out, chunk_subsets=3, columns=OWN_NAMES)
+    monkeypatch.setattr(cactus.batch, "_answer", answer)
+    assert not out.exists() and len(list(partial_folder(out).glob("0*.jsonl"))) == 2
+    with pytest.raises(ResumeError, match=r"cannot resume: columns changed"):
+        predict_file(model, source, out, chunk_subsets=3, resume=True, columns={"subset_id": "query", "text": "title"})
+    done = predict_file(model, source, out, chunk_subsets=3, resume=True, columns=OWN_NAMES)
+    assert done.resumed_chunks == 2 and out.read_bytes() == whole.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_cli_predicts_and_evaluates_a_table_with_its_own_column_names(capsys, model_folder, tmp_path, suffix):
+    source = write_frame(own_names_table(10), tmp_path / f"in{suffix}")
+    out = tmp_path / f"out{suffix}"
+    code, err = cli(capsys, "predict", source, "-o", out, "--model", model_folder, *NAME_FLAGS, "-q")
+    assert code == 0, err
+    assert list(pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)) == [
+        "query", "title", "category", "sku", "price", "cluster_id"]
+    reports = []
+    for args in (["--predictions", out], ["--model", model_folder]):
+        code, err = cli(capsys, "evaluate", source, *args, *NAME_FLAGS, "--report", tmp_path / "r.json", "-q")
+        assert code == 0, err
+        reports.append(json.loads((tmp_path / "r.json").read_text())["per_subset"])
+    assert reports[0] == reports[1] and len(reports[0]) == 10  # the model's answers, through the file or not
+
+
+def test_the_cli_refuses_column_names_that_cannot_be_right_before_any_work(capsys, model_folder, tmp_path):
+    table = write_frame(own_names_table(3), tmp_path / "in.csv")
+    jsonl = tmp_path / "in.jsonl"
+    write_subsets(jsonl, synthetic(3))
+    out = tmp_path / "out.csv"
+    for args, code, parts in [
+        ([jsonl, "--text-column", "title"], 2,
+         ["--text-column title: column names are for a CSV or Parquet table", "in.jsonl is not one"]),
+        ([table, "--subset-id-column", "query", "--text-column", "query"], 2,
+         ["the subset_id and the text column would both be 'query'"]),
+        ([table, *NAME_FLAGS[:4], "--label-column", "categry"], 3,
+         [f"{table}: missing column 'categry', named as the label column"]),
+    ]:
+        got, err = cli(capsys, "predict", *args, "-o", out, "--model", model_folder)
+        assert got == code
+        one_error(err, *parts)
+        assert not out.exists() and not partial_folder(out).exists()
+    got, err = cli(capsys, "evaluate", jsonl, "--predictions", jsonl, "--label-column", "category")
+    assert got == 2
+    one_error(err, f"{jsonl}, {jsonl} are not tables")

@@ -250,3 +250,89 @@ def test_a_folder_is_no_input(tmp_path):
     (tmp_path / "d.jsonl").mkdir()
     with pytest.raises(SubsetFormatError, match="d.jsonl: is a folder"):
         read_subsets(tmp_path / "d.jsonl")
+
+
+COLUMNS = {"subset_id": "query", "text": "title", "label": "category", "entity_id": "sku"}
+
+
+def own_names_table() -> pd.DataFrame:
+    """Interleaved subsets under a table's own column names, with a carried column and one named 'text' (free here,
+    since the texts are in 'title')."""
+    return pd.DataFrame({"query": [20, 10, 20, 10, 30], "title": ["b0", "a0", "b1", "a1", "c0"],
+                         "category": ["x", "y", "x", "z", "w"], "sku": ["s1", "s2", "s3", "s4", "s5"],
+                         "price": [1.5, 2.0, None, 4.25, 5.0], "text": ["raw b0", "raw a0", "raw b1", "raw a1", "c"]})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_table_with_its_own_column_names_reads_and_round_trips(tmp_path, suffix):
+    table = own_names_table()
+    path = tmp_path / f"in{suffix}"
+    table.to_csv(path, index=False) if suffix == ".csv" else table.to_parquet(path, index=False)
+    subsets = read_subsets(path, columns=COLUMNS)
+    ids = [20, 10, 30] if suffix == ".parquet" else ["20", "10", "30"]  # CSV is text
+    assert [(s.id, s.texts, s.labels, s.entity_ids) for s in subsets] == [
+        (ids[0], ["b0", "b1"], ["x", "x"], ["s1", "s3"]), (ids[1], ["a0", "a1"], ["y", "z"], ["s2", "s4"]),
+        (ids[2], ["c0"], ["w"], ["s5"])]
+    assert subsets[0].columns["text"] == ["raw b0", "raw b1"]  # carried, as any other column
+
+    out = tmp_path / f"out{suffix}"
+    write_subsets(out, [s.with_clusters(list(range(len(s)))) for s in subsets], columns=COLUMNS)
+    if suffix == ".csv":
+        lines = out.read_text().splitlines()
+        assert lines[0] == "query,title,category,sku,price,text,cluster_id"
+        assert [line.rsplit(",", 1)[0] for line in lines] == path.read_text().splitlines()  # every row and cell
+    else:
+        back = pd.read_parquet(out)
+        assert list(back.columns) == ["query", "title", "category", "sku", "price", "text", "cluster_id"]
+        assert back.drop(columns="cluster_id").equals(table)  # rows, values and dtypes as they came in
+    assert [[int(c) for c in s.cluster_ids] for s in read_subsets(out, columns=COLUMNS)] == [[0, 1], [0, 1], [0]]
+
+    write_subsets(tmp_path / "out.jsonl", subsets)  # JSONL has its own field names; the table's others are carried
+    first = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
+    assert (first["id"], first["texts"], first["labels"], first["text"]) == (ids[0], ["b0", "b1"], ["x", "x"],
+                                                                             ["raw b0", "raw b1"])
+    with pytest.raises(SubsetFormatError, match=r"o.csv, subset .*field 'text' has the name of one that a csv file"):
+        write_subsets(tmp_path / "o.csv", subsets)  # with cactus's names, 'text' would be there twice
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_column_names_that_cannot_be_right_are_refused_naming_the_column_and_file(tmp_path):
+    own_names_table().to_csv(tmp_path / "t.csv", index=False)
+    for columns, message in [
+        ({"subset_id": "query", "text": "query"}, "the subset_id and the text column would both be 'query'"),
+        ({"text": "title", "label": "title"}, "the text and the label column would both be 'title'"),
+        ({"label": "cluster_id"}, "the label and the cluster_id column would both be 'cluster_id'"),
+        ({"cluster_id": "c"}, "'cluster_id' is not a column role a table may name otherwise"),
+        ({"text": ""}, "the text column's name must be a non-empty string"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            read_subsets(tmp_path / "missing.csv", columns=columns)  # refused before the file is looked at
+    for columns, message in [
+        ({"subset_id": "query", "text": "titel"}, r"t.csv: missing column 'titel', named as the text column"),
+        ({"subset_id": "query", "text": "title", "label": "cat"}, r"t.csv: missing column 'cat', named as the label"),
+        ({"text": "title"}, r"t.csv: missing column 'subset_id' \(columns: \['query', 'title'"),
+    ]:
+        with pytest.raises(SubsetFormatError, match=message):
+            read_subsets(tmp_path / "t.csv", columns=columns)
+    write_lines(tmp_path / "s.jsonl", [json.dumps({"id": "a", "texts": ["x"]})])
+    with pytest.raises(ValueError, match=r"s.jsonl: column names \(text='title'\) are for a table"):
+        read_subsets(tmp_path / "s.jsonl", columns={"text": "title"})
+    with pytest.raises(ValueError, match=r"o.jsonl: column names .* are for a table"):
+        write_subsets(tmp_path / "o.jsonl", read_subsets(tmp_path / "s.jsonl"), columns={"text": "title"})
+    assert read_subsets(tmp_path / "s.jsonl", columns={"text": "text"})[0].texts == ["x"]  # names nothing otherwise
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_errors_in_a_table_with_its_own_names_name_its_row_and_column(tmp_path, suffix):
+    def refused(frame, message):
+        path = tmp_path / f"t{suffix}"
+        frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, index=False)
+        with pytest.raises(SubsetFormatError, match=message):
+            read_subsets(path, columns=COLUMNS)
+
+    good = own_names_table()
+    refused(good.assign(title=["b0", "a0", " ", "a1", "c0"]), rf"t{suffix}:{4 if suffix == '.csv' else 3}, subset "
+            r"'?20'?, entity 1: text is empty")
+    refused(good.assign(category=["x", "y", None, "z", "w"]), r", subset '?20'?, entity 1: category is missing")
+    refused(good.assign(sku=["s1", "s2", "s1", "s4", "s5"]), r", subset '?20'?, entity 1: entity id 's1' repeats")
+    refused(good.assign(query=["20", "10", "", "10", "30"]), r"'query' must be a non-empty string or an integer")

@@ -1,11 +1,11 @@
 """`cactus predict --engine ray` on a local Ray cluster (started by the command, on this machine): the cluster ids
-equal the single-process command's on the same file, in input order."""
+equal the single-process command's on the same file, in input order, from JSONL and from a Parquet table."""
 
 import pyarrow.parquet as pq
 import pytest
 
 from cactus.data import read_subsets, write_subsets
-from test_batch import synthetic
+from test_batch import NAME_FLAGS, OWN_NAMES, own_names_table, synthetic
 from test_cli import run
 
 
@@ -36,12 +36,44 @@ def test_ray_labels_equal_the_local_command(model_folder, tmp_path):
     assert {lab for lab, sid in zip(table["label"], table["subset_id"]) if sid != str(subsets[3].id)} == {None}
 
 
+def test_ray_reads_a_parquet_table_with_its_own_names_as_the_local_command(model_folder, tmp_path):
+    table = own_names_table(30)
+    source = tmp_path / "in.parquet"
+    table.to_parquet(source, index=False, row_group_size=16)  # each subset's rows in several row groups, read apart
+    local = tmp_path / "local.parquet"
+    run("predict", source, "-o", local, "--model", model_folder, *NAME_FLAGS, "--engine", "local", "-q")
+    out = tmp_path / "ray_out"
+    proc = run("predict", source, "-o", out, "--model", model_folder, *NAME_FLAGS, "--engine", "ray", "--actors", "2")
+    assert f"clustered {len(table)} entities on Ray" in proc.stderr
+    got = pq.read_table(out).to_pydict()
+    assert list(got) == ["query", "entity_index", "title", "category", "cluster_id"]
+    expected = [(str(s.id), i, text, label, c) for s in read_subsets(local, columns=OWN_NAMES)
+                for i, (text, label, c) in enumerate(zip(s.texts, s.labels, s.cluster_ids))]
+    assert list(zip(*got.values())) == expected  # subsets in the order of their first rows, as read locally
+
+    folder = tmp_path / "parts"  # a folder of files, a subset's rows in both, and an empty text in the second
+    folder.mkdir()
+    bad = table.copy()
+    bad.loc[40, "title"] = " "
+    bad.iloc[:25].to_parquet(folder / "part-0.parquet", index=False)
+    bad.iloc[25:].to_parquet(folder / "part-1.parquet", index=False)
+    entity = int((table["query"].iloc[:40] == table["query"][40]).sum())
+    proc = run("predict", folder, "-o", tmp_path / "o", "--model", model_folder, *NAME_FLAGS, "--engine", "ray",
+               ok=False)
+    assert proc.returncode == 3
+    assert (f"error: {folder}/part-1.parquet:16, subset {table['query'][40]}, entity {entity}: text is empty"
+            in proc.stderr)
+
+
 def test_ray_refuses_what_it_cannot_do(model_folder, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("subset_id,text\n1,a\n")
+    write_subsets(tmp_path / "x.jsonl", synthetic(2))
     for args, message in [
-        ([source, "-o", tmp_path / "o"], "--engine ray reads JSONL"),
+        ([source, "-o", tmp_path / "o"], f"cannot read {source} on Ray: it reads JSONL"),
         ([tmp_path / "x.jsonl", "-o", tmp_path / "o", "--resume"], "--resume is for --engine local"),
+        ([tmp_path / "x.jsonl", "-o", tmp_path / "o", "--text-column", "title"], "column names are for a CSV or "
+         "Parquet table"),
     ]:
         proc = run("predict", *args, "--model", model_folder, "--engine", "ray", ok=False)
         assert proc.returncode == 2 and message in proc.stderr

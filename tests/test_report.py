@@ -158,6 +158,20 @@ def test_no_groups_without_prefixes_and_a_table_column_to_group_by(tmp_path):
     assert [(r["group"], r["count"]) for r in content["groups"]["rows"]] == [("x", 2), ("y", 2)]
 
 
+def test_a_table_with_its_own_column_names(capsys, tmp_path):
+    names = {"subset_id": "query", "text": "title", "label": "category"}
+    subsets = read_subsets(EXAMPLES)
+    write_subsets(tmp_path / "gold.csv", subsets, columns=names)
+    write_subsets(tmp_path / "pred.csv", [s.with_clusters([k % 2 for k in range(len(s))]) for s in subsets],
+                  columns=names)
+    out = tmp_path / "r.html"
+    code, err = cli(capsys, "report", tmp_path / "gold.csv", "--predictions", tmp_path / "pred.csv", "-o", out,
+                    "--subset-id-column", "query", "--text-column", "title", "--label-column", "category", "-q")
+    assert code == 0, err
+    page = out.read_text(encoding="utf-8")
+    assert all(str(s.id) in page for s in subsets) and subsets[0].texts[0][:20] in page
+
+
 def test_bad_input_is_one_error_line_with_the_data_exit_code(capsys, gold, tmp_path, tiny_model):
     subsets = read_subsets(gold)
     write_subsets(tmp_path / "pred.jsonl", [s.with_clusters([0] * len(s)) for s in subsets[1:]])

@@ -27,7 +27,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from tqdm.auto import tqdm
 
@@ -35,6 +35,7 @@ from cactus.atomic import atomic_write, write_text
 from cactus.cluster import Cut
 from cactus.data.io import check_layout, iter_subsets, layout_of, write_subsets
 from cactus.data.subsets import Subset, SubsetFormatError
+from cactus.data.tables import table_columns
 from cactus.version import __version__
 
 if TYPE_CHECKING:
@@ -70,24 +71,30 @@ def partial_folder(output: str | os.PathLike) -> Path:
 
 def predict_file(model: "Cactus", input: str | os.PathLike, output: str | os.PathLike, *,
                  threshold: float | None = None, cut: Cut | None = None, describe: bool = False,
-                 chunk_subsets: int = 1000, resume: bool = False, progress: bool = False) -> BatchResult:
+                 chunk_subsets: int = 1000, resume: bool = False, progress: bool = False,
+                 columns: Mapping[str, str] | None = None) -> BatchResult:
     """Cluster every subset of the file `input` into the file `output` (layouts by suffix, every input field kept;
-    `threshold` and `cut` as in `Cactus.predict`), as the module docstring says."""
+    `threshold` and `cut` as in `Cactus.predict`), as the module docstring says. `columns`: the input table's
+    names for the columns cactus reads (`cactus.data.io.read_subsets`); a table output keeps them."""
     if chunk_subsets < 1:
         raise ValueError(f"chunk_subsets must be at least 1, got {chunk_subsets}")
     input, output = Path(input), Path(output)
     per_row = layout_of(output) != "jsonl"
+    # the names that differ from cactus's, or None: a bad mapping is refused before anything is read
+    columns = {role: name for role, name in table_columns(columns).items() if role != name} or None
+    written = columns if per_row else None  # JSONL names its fields itself
     cut, threshold = model.resolve_cut(threshold, cut)
-    n_subsets, n_entities = _check_input(input, output, describe, per_row)
+    n_subsets, n_entities = _check_input(input, output, describe, per_row, columns, written)
 
     folder = partial_folder(output)
-    record = _run_record(model, input, cut, threshold, describe, chunk_subsets)
+    record = _run_record(model, input, cut, threshold, describe, chunk_subsets, columns)
     done = _resume(folder, record) if resume else _start(folder, record)
     start = time.perf_counter()
     try:
-        _predict_chunks(model, input, folder, done, n_subsets, threshold, cut, describe, chunk_subsets, progress)
+        _predict_chunks(model, input, folder, done, n_subsets, threshold, cut, describe, chunk_subsets, progress,
+                        columns)
         seconds = time.perf_counter() - start
-        write_subsets(output, _joined(input, folder, describe, per_row))
+        write_subsets(output, _joined(input, folder, describe, per_row, columns), written)
     except BaseException:  # Ctrl-C included: keep what was answered for --resume, or nothing when that is nothing
         answered = _answered(folder)
         if answered:
@@ -101,11 +108,11 @@ def predict_file(model: "Cactus", input: str | os.PathLike, output: str | os.Pat
 
 
 def _predict_chunks(model: "Cactus", input: Path, folder: Path, done: int, n_subsets: int, threshold: float | None,
-                    cut: Cut, describe: bool, chunk_subsets: int, progress: bool) -> None:
+                    cut: Cut, describe: bool, chunk_subsets: int, progress: bool, columns: dict | None) -> None:
     """Answer the input's chunks from chunk `done` on, each into its own file of `folder`."""
     with tqdm(total=n_subsets, initial=min(done * chunk_subsets, n_subsets), unit="subset", desc="predicting",
               disable=not progress) as bar:
-        subsets = itertools.islice(iter_subsets(input), done * chunk_subsets, None)
+        subsets = itertools.islice(iter_subsets(input, columns), done * chunk_subsets, None)
         answers = model.predict_iter(subsets, threshold=threshold, cut=cut, describe=describe,
                                      chunk_subsets=chunk_subsets)
         for k in itertools.count(done):
@@ -117,14 +124,16 @@ def _predict_chunks(model: "Cactus", input: Path, folder: Path, done: int, n_sub
             bar.update(len(chunk))
 
 
-def _check_input(input: Path, output: Path, describe: bool, per_row: bool) -> tuple[int, int]:
+def _check_input(input: Path, output: Path, describe: bool, per_row: bool, columns: dict | None,
+                 written: dict | None) -> tuple[int, int]:
     """Read the whole input once: (subsets, entities); the first bad subset raises before any encoding."""
+    own = set(table_columns(written).values()) if per_row else set()  # the output table's own columns
     n_subsets = n_entities = 0
-    for s in iter_subsets(input):
-        check_layout([s], output)
+    for s in iter_subsets(input, columns):
+        check_layout([s], output, written)
         if describe:
             for name in DESCRIPTION_FIELDS[per_row]:
-                if name in s.extra or name in s.columns:
+                if name in s.extra or name in s.columns or name in own:
                     raise SubsetFormatError(f"it already has a field {name!r}, which --describe would overwrite; "
                                             "rename it first", source=str(input), subset_id=s.id)
         n_subsets += 1
@@ -133,13 +142,14 @@ def _check_input(input: Path, output: Path, describe: bool, per_row: bool) -> tu
 
 
 def _run_record(model: "Cactus", input: Path, cut: Cut, threshold: float | None, describe: bool,
-                chunk_subsets: int) -> dict:
-    """What a resumed run must share with the interrupted one for their chunks to make one output."""
+                chunk_subsets: int, columns: dict | None) -> dict:
+    """What a resumed run must share with the interrupted one for their chunks to make one output (the column
+    names too: another subset id column makes other subsets)."""
     stat = input.stat()
     config = json.dumps(asdict(model.config), sort_keys=True, default=str)
     return {"input": str(input.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
             "model": hashlib.sha256(config.encode()).hexdigest(), "cut": cut.to_dict(), "threshold": threshold,
-            "describe": describe, "chunk_subsets": chunk_subsets, "cactus": __version__}
+            "describe": describe, "chunk_subsets": chunk_subsets, "columns": columns, "cactus": __version__}
 
 
 def _start(folder: Path, record: dict) -> int:
@@ -197,9 +207,9 @@ def _answers(folder: Path) -> Iterator[dict]:
             yield from (json.loads(line) for line in f)
 
 
-def _joined(input: Path, folder: Path, describe: bool, per_row: bool) -> Iterator[Subset]:
+def _joined(input: Path, folder: Path, describe: bool, per_row: bool, columns: dict | None) -> Iterator[Subset]:
     """The input's subsets with their answers in the output fields (never over an input field)."""
-    for subset, answer in itertools.zip_longest(iter_subsets(input), _answers(folder)):
+    for subset, answer in itertools.zip_longest(iter_subsets(input, columns), _answers(folder)):
         if subset is None or answer is None or len(answer["cluster_ids"]) != len(subset):
             raise ResumeError(f"the answers in {folder} do not match {input}: it changed during the run; run again "
                               "without --resume")

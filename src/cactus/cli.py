@@ -37,9 +37,10 @@ from cactus.config import CONFIG_NAME, ModelFormatError  # noqa: E402
 from cactus.data import SubsetFormatError, read_subsets  # noqa: E402
 from cactus.data.io import layout_of  # noqa: E402
 from cactus.data.subsets import require_labels  # noqa: E402
-from cactus.data.tables import one_line  # noqa: E402
+from cactus.data.tables import one_line, table_columns  # noqa: E402
 from cactus.train.config import TrainingConfig  # noqa: E402
 from cactus.cli_args import (  # noqa: E402
+    COLUMN_FLAGS,
     EXIT_DATA,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -221,6 +222,41 @@ def _clear_run(out: Path) -> None:
             target.unlink()
 
 
+# ---- inputs ------------------------------------------------------------------------------------------------------
+def _table_columns(args, *inputs, layout=layout_of) -> dict[str, str] | None:
+    """The --*-column options as the readers' `columns` (None when none is given), checked: two roles may not share
+    a column, and at least one of the command's `inputs` (files of subsets; `layout` tells their layout) must be a
+    table, since JSONL fields have fixed names."""
+    columns = {role: getattr(args, f"{role}_column") for role in COLUMN_FLAGS
+               if getattr(args, f"{role}_column") is not None}
+    if not columns:
+        return None
+    flags = ", ".join(f"{COLUMN_FLAGS[role]} {name}" for role, name in columns.items())
+    try:
+        table_columns(columns)
+    except ValueError as e:
+        raise CommandError(f"{flags}: {str(e).removeprefix('columns: ')}") from None
+    given = [str(path) for path in inputs if path is not None]
+    if not any(_is_table(path, layout) for path in given):
+        raise CommandError(f"{flags}: column names are for a CSV or Parquet table, and {', '.join(given)} "
+                           f"{'is not one' if len(given) == 1 else 'are not tables'} (JSONL fields have fixed "
+                           "names)")
+    return columns
+
+
+def _is_table(path, layout=layout_of) -> bool:
+    """Whether `path` names a table by its `layout` (a path of no known layout is none: its reader refuses it)."""
+    try:
+        return layout(path) != "jsonl"
+    except (SubsetFormatError, ValueError):
+        return False
+
+
+def _read(path, columns: dict[str, str] | None):
+    """The subsets of the file `path`; `columns` name a table's columns (a JSONL input is read by its fields)."""
+    return read_subsets(path, columns if _is_table(path) else None)
+
+
 def _grid(args) -> np.ndarray:
     start, stop, step = args.grid
     if not (np.isfinite(args.grid).all() and step > 0 and start <= stop):
@@ -238,12 +274,14 @@ def cmd_predict(args) -> int:
 
     if args.engine == "ray":
         return _predict_on_ray(args)
+    columns = _table_columns(args, args.input)
     _check_output_file(args.output, "-o", inputs=[args.input], subsets=True)
     model = _load_model(args)
     cut, threshold = _cut_and_threshold(model, args)
     _load_weights(model, args)
     done = predict_file(model, args.input, args.output, threshold=threshold, cut=cut, describe=args.describe,
-                        chunk_subsets=args.chunk_subsets, resume=args.resume, progress=not args.quiet)
+                        chunk_subsets=args.chunk_subsets, resume=args.resume, progress=not args.quiet,
+                        columns=columns)
     n = done.resumed_chunks
     resumed = f" (resumed after {n} answered chunk{'s' * (n != 1)})" if n else ""
     _say(args, f"clustered {done.subsets} subsets ({done.entities} entities) at {_cut_words(cut, threshold)} in "
@@ -253,13 +291,16 @@ def cmd_predict(args) -> int:
 
 def _predict_on_ray(args) -> int:
     try:
-        from cactus.ray import predict_dataset
+        from cactus.ray import input_layout, predict_dataset
     except ImportError as e:
         raise CommandError(f"--engine ray needs the ray extra: pip install -e \".[ray]\" ({one_line(e)})") from None
     if args.describe or args.resume:
         raise CommandError(f"--engine ray: {'--describe' if args.describe else '--resume'} is for --engine local")
-    if layout_of(args.input) != "jsonl":
-        raise CommandError(f"--engine ray reads JSONL (.jsonl, .jsonl.gz), not {args.input}")
+    try:
+        input_layout(args.input)
+    except ValueError as e:
+        raise CommandError(f"--engine ray: {e}") from None
+    columns = _table_columns(args, args.input, layout=input_layout)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CommandError(f"-o {out}: is a file; --engine ray writes a folder of Parquet files")
@@ -267,7 +308,7 @@ def _predict_on_ray(args) -> int:
     cut, threshold = _cut_and_threshold(model, args)
     start = time.perf_counter()
     rows = predict_dataset(model, args.input, out, threshold=threshold, cut=cut, actors=args.actors,
-                           num_gpus=args.num_gpus, address=args.ray_address)
+                           num_gpus=args.num_gpus, address=args.ray_address, columns=columns)
     _say(args, f"clustered {rows} entities on Ray ({args.actors} actor(s)) at {_cut_words(cut, threshold)} in "
                f"{time.perf_counter() - start:.1f} s; wrote {out}/")
     return 0
@@ -293,18 +334,19 @@ def cmd_serve(args) -> int:
 def cmd_evaluate(args) -> int:
     from cactus.evaluate import evaluate_predictions, format_summary, match_predictions
 
+    columns = _table_columns(args, args.input, args.predictions)
     _check_output_file(args.report, "--report", inputs=[args.input, args.predictions])
     threshold, cut = None, None
     if args.predictions:
-        gold = read_subsets(args.input)
+        gold = _read(args.input, columns)
         require_labels(gold, "evaluation")
-        preds, reordered = match_predictions(gold, read_subsets(args.predictions), source=args.predictions)
+        preds, reordered = match_predictions(gold, _read(args.predictions, columns), source=args.predictions)
         if reordered:
             _say(args, f"matched the entities of {reordered} subsets by content (they were in another order)")
     else:
         model = _load_model(args)
         cut, threshold = _cut_and_threshold(model, args)
-        gold = read_subsets(args.input)
+        gold = _read(args.input, columns)
         require_labels(gold, "evaluation")
         _load_weights(model, args)
         preds = model.predict(gold, threshold=threshold, cut=cut, progress=not args.quiet)
@@ -325,19 +367,20 @@ def cmd_report(args) -> int:
     from cactus.evaluate import match_predictions
     from cactus.report import subset_groups, write_report
 
+    columns = _table_columns(args, args.input, args.predictions)
     _check_output_file(args.output, "-o", inputs=[args.input, args.predictions])
     model, preds, threshold, cut = None, None, None, None
     if args.predictions:
-        gold = read_subsets(args.input)
+        gold = _read(args.input, columns)
         require_labels(gold, "a report")
         subset_groups(gold, args.group_by, source=args.input)
-        preds, reordered = match_predictions(gold, read_subsets(args.predictions), source=args.predictions)
+        preds, reordered = match_predictions(gold, _read(args.predictions, columns), source=args.predictions)
         if reordered:
             _say(args, f"matched the entities of {reordered} subsets by content (they were in another order)")
     else:
         model = _load_model(args)
         cut, threshold = _cut_and_threshold(model, args)
-        gold = read_subsets(args.input)
+        gold = _read(args.input, columns)
         require_labels(gold, "a report")
         subset_groups(gold, args.group_by, source=args.input)  # a missing field fails before the weights load
         _load_weights(model, args)
@@ -353,11 +396,12 @@ def cmd_report(args) -> int:
 
 def cmd_tune_threshold(args) -> int:
     grid = _grid(args)
+    columns = _table_columns(args, args.input)
     _check_output_file(args.curve, "--curve", inputs=[args.input])
     _check_output_folder(args.save_to, "--save-to")
     model = _load_model(args)
     model.config.objective = args.objective
-    subsets = read_subsets(args.input)
+    subsets = _read(args.input, columns)
     require_labels(subsets, "threshold tuning")
     _load_weights(model, args)
     if args.choose_cut:
@@ -432,10 +476,11 @@ def _training_config(args):
 def cmd_train(args) -> int:
     _check_run_folder(args)
     config = _training_config(args)
+    columns = _table_columns(args, args.train, args.val)
     if args.pretrained_from:
         args.model = args.pretrained_from
     model = _load_model(args)
-    train, val = read_subsets(args.train), read_subsets(args.val)
+    train, val = _read(args.train, columns), _read(args.val, columns)
     require_labels(train, "training")
     require_labels(val, "validation")
     _load_weights(model, args)
@@ -457,9 +502,10 @@ def cmd_pretrain(args) -> int:
 
     _check_run_folder(args)
     config = _training_config(args)
+    columns = _table_columns(args, args.train, args.val)
     model = _load_model(args)
-    pool = unique_texts(read_subsets(args.train))
-    val = read_subsets(args.val) if args.val else None
+    pool = unique_texts(_read(args.train, columns))
+    val = _read(args.val, columns) if args.val else None
     if val is not None:
         require_labels(val, "validation")
     _load_weights(model, args)
@@ -493,6 +539,7 @@ def cmd_label(args) -> int:
     api_key = os.environ.get(args.api_key_env or "OPENAI_API_KEY") or None
     if args.api_key_env and api_key is None:
         raise CommandError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
+    columns = _table_columns(args, args.input)
     _check_output_file(args.output, "-o", inputs=[args.input], subsets=True)
     if layout_of(args.output) != "jsonl":
         raise CommandError(f"-o {args.output}: labels are written as JSONL (.jsonl, .jsonl.gz)")
@@ -507,7 +554,7 @@ def cmd_label(args) -> int:
     try:
         summary = label_file(args.input, args.output, client, prompt=prompt, cache=cache, max_reasks=args.max_reasks,
                              retry_failed=args.retry_failed, prices=(args.price_prompt, args.price_completion),
-                             progress=not args.quiet)
+                             progress=not args.quiet, columns=columns)
     except EndpointError as e:
         raise CommandError(f"{e}; the answers received are kept in {cache}", EXIT_USAGE) from None
     if args.summary:

@@ -13,6 +13,7 @@ from dataclasses import fields
 
 from cactus.cluster import CRITERIA, CUTS, DEFAULT_GRID, check_threshold, parse_objective
 from cactus.cluster.cut import DEFAULT_BAND
+from cactus.data.tables import ROLES
 from cactus.encoder import ATTENTION_MODES
 from cactus.metrics import METRICS
 from cactus.selfsup import AUGMENTATIONS
@@ -114,6 +115,22 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
     _common(p)
 
 
+# --subset-id-column, --text-column, --label-column, --entity-id-column: a table's names for the column roles, the
+# flag named after the role's default name, as the readers' `columns` mapping is keyed.
+COLUMN_FLAGS = {role: f"--{role.replace('_', '-')}-column" for role in ROLES}
+
+
+def _add_column_args(p: argparse.ArgumentParser) -> None:
+    """The names a command's CSV and Parquet inputs give the columns cactus reads (docs/io.md)."""
+    what = {"subset_id": "the subset ids", "text": "the entity texts", "label": "the true clusters",
+            "entity_id": "the entities' own ids"}
+    group = p.add_argument_group(
+        "column names of a table", "A CSV or Parquet input may name its columns otherwise; a table written from it "
+        "keeps its names (predictions go to 'cluster_id'). JSONL fields have fixed names.")
+    for role, flag in COLUMN_FLAGS.items():
+        group.add_argument(flag, default=None, metavar="NAME", help=f"the column of {what[role]} (default: {role})")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
     # SUPPRESS: a subcommand's default must not undo `cactus --debug COMMAND`
@@ -158,6 +175,7 @@ def _add_training_args(p: argparse.ArgumentParser, train_help: str, val_help: st
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in an --out that holds a run, removing that run's log, checkpoint and best "
                         "model (without it, or --resume, such an --out is refused)")
+    _add_column_args(p)
     _add_model_args(p, threshold=False)
 
 
@@ -181,9 +199,9 @@ def _add_predict(sub) -> None:
                         "options); the output is what an uninterrupted run writes")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local = this process, streamed in chunks; ray = Ray Data, a pool of actors with one model "
-                        "each, on this machine or --ray-address: IN is JSONL (.jsonl.gz too), OUT a folder of "
-                        "Parquet files, one entity per row (needs the ray extra; docs/batch.md) (default: "
-                        "%(default)s)")
+                        "each, on this machine or --ray-address: IN is JSONL (.jsonl.gz too) or Parquet (a file, or "
+                        "a folder of them), OUT a folder of Parquet files, one entity per row (needs the ray extra; "
+                        "docs/batch.md) (default: %(default)s)")
     p.add_argument("--ray-address", default=None, metavar="A",
                    help="with --engine ray: the cluster to run on, e.g. ray://head:10001 or auto (default: a local "
                         "cluster on this machine)")
@@ -191,6 +209,7 @@ def _add_predict(sub) -> None:
                    help="with --engine ray: models running at once, one per actor (default: %(default)s)")
     p.add_argument("--num-gpus", type=float, default=0, metavar="G",
                    help="with --engine ray: GPUs per actor (default: %(default)s)")
+    _add_column_args(p)
     _add_model_args(p)
 
 
@@ -222,6 +241,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--predictions", default=None, metavar="P",
                    help="score this predictions file instead of running a model")
     p.add_argument("--report", default=None, metavar="R.json", help="write the full report (per subset too)")
+    _add_column_args(p)
     _add_model_args(p)
 
 
@@ -244,6 +264,7 @@ def _add_report(sub) -> None:
                    help="break the metrics down by this per-subset field of IN (a JSONL field, or a table column "
                         "with one value per subset) (default: the subset id's prefix before '/', when every id has "
                         "one)")
+    _add_column_args(p)
     _add_model_args(p)
 
 
@@ -264,6 +285,7 @@ def _add_tune_threshold(sub) -> None:
                         "objective; --save-to then saves the chosen cut")
     p.add_argument("--curve", default=None, metavar="C.json", help="write the whole curve as JSON")
     p.add_argument("--save-to", default=None, metavar="DIR", help="save the model with the chosen threshold")
+    _add_column_args(p)
     _add_model_args(p, threshold=False)
 
 
@@ -340,6 +362,7 @@ def _add_label(sub) -> None:
                    help="cost of 1,000 prompt tokens, for the account (default: %(default)s)")
     p.add_argument("--price-completion", type=_number_arg(0), default=0.0, metavar="P",
                    help="cost of 1,000 completion tokens, for the account (default: %(default)s)")
+    _add_column_args(p)
     _common(p)
 
 

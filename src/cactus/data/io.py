@@ -4,7 +4,8 @@ Two layouts:
 - JSONL, one subset per line: {"id": str|int, "texts": [str, ...], "labels": [str|int, ...], "entity_ids": [...],
   "cluster_ids": [...]} ("labels", "entity_ids" and "cluster_ids", the predicted clusters, optional; any other field
   is kept and written back). A `.json` file is read the same way; either may be gzip-compressed (`.jsonl.gz`).
-- A long table (.csv or .parquet), one entity per row (`cactus.data.tables`).
+- A long table (.csv or .parquet), one entity per row (`cactus.data.tables`), whose columns may have other names
+  than cactus's (`columns={"subset_id": "query", "text": "title"}` where a reader or writer takes `columns`).
 
 Reading refuses anything it cannot take whole with a `SubsetFormatError` naming the file, line, subset and entity;
 writing is atomic (`cactus.atomic`) and keeps every field, the types of ids and labels, and the row order. JSONL is
@@ -22,19 +23,18 @@ import logging
 import os
 import zlib
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator, Sequence
+from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence
 
 from cactus.atomic import atomic_write
 from cactus.data.subsets import (
     RECORD_FIELDS,
-    TABLE_COLUMNS,
     Subset,
     SubsetFormatError,
     check_unique_ids,
     is_label,
     printed_alike,
 )
-from cactus.data.tables import one_line, read_csv, read_parquet, to_text, write_table
+from cactus.data.tables import one_line, read_csv, read_parquet, table_columns, to_text, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,19 @@ def _gzipped(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".gz"
 
 
-def read_subsets(path: str | os.PathLike) -> list[Subset]:
-    """Read and validate subsets from a .jsonl (.jsonl.gz), .csv or .parquet file (at least one subset)."""
-    return list(iter_subsets(path))
+def read_subsets(path: str | os.PathLike, columns: Mapping[str, str] | None = None) -> list[Subset]:
+    """Read and validate subsets from a .jsonl (.jsonl.gz), .csv or .parquet file (at least one subset). `columns`:
+    a table's names for the columns cactus reads, by role ({"subset_id": "query", "text": "title", "label":
+    "category", "entity_id": "sku"}; `cactus.data.tables.table_columns`); a JSONL file with them is refused
+    (ValueError), since its fields have fixed names."""
+    return list(iter_subsets(path, columns))
 
 
-def iter_subsets(path: str | os.PathLike) -> Iterator[Subset]:
+def iter_subsets(path: str | os.PathLike, columns: Mapping[str, str] | None = None) -> Iterator[Subset]:
     """The validated subsets of a file, one at a time: JSONL is parsed line by line as it is consumed (memory holds
     one line, and the ids seen), a table is read whole first. Errors are those of `read_subsets`, raised when the
     bad line is reached; a file with no subset is an error too."""
+    names = table_columns(columns)
     path = Path(path)
     src = str(path)
     if not path.exists():
@@ -78,16 +82,26 @@ def iter_subsets(path: str | os.PathLike) -> Iterator[Subset]:
     if path.is_dir():
         raise SubsetFormatError("is a folder, not a file of subsets", source=src)
     if layout == "jsonl":
+        _refuse_columns(columns, src)
         subsets = _iter_jsonl(path, src)
     else:
         data = _read_bytes(path, src)
-        subsets = iter(read_parquet(data, src) if layout == "parquet" else read_csv(decode_utf8(data, src), src))
+        subsets = iter(read_parquet(data, src, names) if layout == "parquet"
+                       else read_csv(decode_utf8(data, src), src, names))
     empty = True
     for subset in subsets:
         empty = False
         yield subset
     if empty:
         raise SubsetFormatError("no subsets: the file holds no data", source=src)
+
+
+def _refuse_columns(columns: Mapping[str, str] | None, src: str) -> None:
+    """ValueError when `columns` names a column otherwise than its role: JSONL has no columns to name."""
+    renamed = {role: name for role, name in (columns or {}).items() if role != name}
+    if renamed:
+        raise ValueError(f"{src}: column names ({', '.join(f'{k}={v!r}' for k, v in renamed.items())}) are for a "
+                         "table (.csv, .parquet); a JSONL file's fields have fixed names")
 
 
 def _read_bytes(path: Path, src: str) -> bytes:
@@ -247,30 +261,37 @@ def _warn_mixed_labels(subset: Subset, where: str) -> None:
                        "given, as different clusters", where, subset.id, *pair)
 
 
-def check_layout(subsets: Sequence[Subset], path: str | os.PathLike) -> None:
+def check_layout(subsets: Sequence[Subset], path: str | os.PathLike, columns: Mapping[str, str] | None = None) -> None:
     """SubsetFormatError if a carried field of `subsets` has the name of one that the layout of `path` writes itself
-    (a table column 'texts' in JSONL, a JSONL field 'text' in a table). Cheap: callers check before working."""
+    (a table column 'texts' in JSONL; a JSONL field 'text' in a table, or a column 'query' in a table whose subset
+    ids go to 'query': `columns`, as `write_subsets` takes them). Cheap: callers check before working."""
     layout = layout_of(path)
-    taken = RECORD_FIELDS if layout == "jsonl" else TABLE_COLUMNS
+    if layout == "jsonl":
+        _refuse_columns(columns, str(path))
+    taken = RECORD_FIELDS if layout == "jsonl" else table_columns(columns).values()
     for s in subsets:
-        clash = [name for name in (s.columns if layout == "jsonl" else s.extra) if name in taken]
+        clash = [name for name in (s.columns if layout == "jsonl" else [*s.columns, *s.extra]) if name in taken]
         if clash:
             raise SubsetFormatError(f"field {clash[0]!r} has the name of one that a {layout} file of subsets holds "
                                     "itself; rename it, or write another format", source=str(path), subset_id=s.id)
 
 
-def write_subsets(path: str | os.PathLike, subsets: Iterable[Subset]) -> None:
+def write_subsets(path: str | os.PathLike, subsets: Iterable[Subset],
+                  columns: Mapping[str, str] | None = None) -> None:
     """Write subsets (for example predictions) in the layout named by the file suffix, atomically, keeping every
     field and, for a table read from a table, the input's row order. JSONL is written as `subsets` yields them
-    (any iterable); a table is built whole."""
+    (any iterable); a table is built whole, its columns named by `columns` as `read_subsets` takes them (so that a
+    table read with them is written back with its own names; refused for JSONL)."""
     path = Path(path)
     if layout_of(path) == "jsonl":
+        _refuse_columns(columns, str(path))
         atomic_write(path, lambda tmp: _write_jsonl(tmp, subsets, str(path)))
     else:
+        names = table_columns(columns)
         subsets = list(subsets)
         check_unique_ids(subsets, source=str(path))
-        check_layout(subsets, path)
-        atomic_write(path, lambda tmp: write_table(tmp, subsets, layout_of(path), source=str(path)))
+        check_layout(subsets, path, columns)
+        atomic_write(path, lambda tmp: write_table(tmp, subsets, layout_of(path), source=str(path), names=names))
 
 
 def _write_jsonl(tmp: Path, subsets: Iterable[Subset], src: str) -> None:

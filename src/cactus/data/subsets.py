@@ -135,15 +135,17 @@ def _check_values(values: Any, name: str, n: int, fail) -> None:
 
 
 def _check_carried(s: Subset, fail) -> None:
-    """The carried fields: record fields and table columns that do not take the name of one cactus reads."""
+    """The carried fields: record fields that do not take the name of one cactus reads, and table columns."""
     if not isinstance(s.extra, dict) or not isinstance(s.columns, dict):
         fail("'extra' and 'columns' must be dicts")
     for name in s.extra:
         if name in RECORD_FIELDS:
             fail(f"extra field {name!r} has the name of a field cactus reads")
+    # A column may have the default name of a role whose column the table names otherwise (a 'text' column beside
+    # the texts in 'title'); whether a table can hold it is `cactus.data.io.check_layout`'s question.
     for name, values in s.columns.items():
-        if name in TABLE_COLUMNS or name in s.extra:
-            fail(f"column {name!r} has the name of a column cactus reads, or of another field")
+        if name in s.extra:
+            fail(f"column {name!r} has the name of another field")
         if not isinstance(values, list) or len(values) != len(s.texts):
             fail(f"column {name!r} must be a list with one value per entity")
     if s.rows is not None and (not isinstance(s.rows, list) or len(s.rows) != len(s.texts)):

@@ -1,9 +1,11 @@
 """Long tables of subsets (.csv, .parquet): one entity per row.
 
 Columns `subset_id` and `text`, optionally `label`, `entity_id` and `cluster_id` (the predicted cluster); any other
-column is carried through. Rows of a subset keep their table order, subsets keep the order of their first row, and
-a table written from subsets read from a table has the input's rows in the input's order. An empty cell (CSV) or a
-null (Parquet) is a missing value: a subset whose cells of an optional column are all missing has no such field.
+column is carried through. A table may give the first four other names (`table_columns`: {"subset_id": "query",
+"text": "title"}); read and written with the same names, it keeps them. Rows of a subset keep their table order,
+subsets keep the order of their first row, and a table written from subsets read from a table has the input's rows
+in the input's order. An empty cell (CSV) or a null (Parquet) is a missing value: a subset whose cells of an
+optional column are all missing has no such field.
 
 CSV is text: every cell reads as a string, and is written as its text. Parquet keeps types: a column of one type is
 written as that type; a column whose values differ in type (integer labels in one subset, strings in another) is
@@ -18,20 +20,43 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from cactus.data.subsets import TABLE_COLUMNS, Subset, SubsetFormatError, check_unique_ids, is_label
 
 logger = logging.getLogger(__name__)
 
 OPTIONAL_COLUMNS = {"label": "labels", "entity_id": "entity_ids", "cluster_id": "cluster_ids"}
+# The column roles a table may give other names; `cluster_id` keeps its own, since it is where predictions go.
+ROLES = ("subset_id", "text", "label", "entity_id")
 _FIELD_LIMIT = 2**31 - 1  # the csv module refuses fields over 128 KiB unless told
 
 
-def read_csv(text: str, src: str) -> list[Subset]:
-    """Subsets of a CSV table's text (decoded already); line numbers are the file's."""
+def table_columns(columns: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each column role (`TABLE_COLUMNS`) -> its name in the table: the role's own name unless `columns` gives
+    another ({"subset_id": "query", "text": "title", "label": "category", "entity_id": "sku"}). ValueError for a
+    role that is not in `ROLES`, a name that is not a non-empty string, and two roles sharing one column."""
+    names = {role: role for role in TABLE_COLUMNS}
+    for role, name in (columns or {}).items():
+        if role not in ROLES:
+            raise ValueError(f"columns: {role!r} is not a column role a table may name otherwise; those are "
+                             f"{list(ROLES)} (predictions always go to 'cluster_id')")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"columns: the {role} column's name must be a non-empty string, got {name!r}")
+        names[role] = name
+    roles: dict[str, str] = {}
+    for role, name in names.items():
+        if name in roles:
+            raise ValueError(f"columns: the {roles[name]} and the {role} column would both be {name!r}; each needs "
+                             "a column of its own")
+        roles[name] = role
+    return names
+
+
+def read_csv(text: str, src: str, names: dict[str, str] | None = None) -> list[Subset]:
+    """Subsets of a CSV table's text (decoded already); line numbers are the file's. `names`: `table_columns`'s."""
     header, rows = _csv_rows(text, src)
-    return _subsets_from_rows(header, rows, src, missing="")
+    return _subsets_from_rows(header, rows, src, "", names or table_columns())
 
 
 def _csv_rows(text: str, src: str) -> tuple[list[str], list[tuple[int, dict]]]:
@@ -51,7 +76,7 @@ def _csv_rows(text: str, src: str) -> tuple[list[str], list[tuple[int, dict]]]:
         if not record or (len(record) == 1 and not record[0].strip()):
             continue
         if header is None:
-            header = _check_header(record, src, start)
+            header = check_header(record, src, start)
         elif len(record) != len(header):
             raise SubsetFormatError(f"{len(record)} fields, but the header has {len(header)}", source=src, line=start)
         else:
@@ -59,23 +84,25 @@ def _csv_rows(text: str, src: str) -> tuple[list[str], list[tuple[int, dict]]]:
     return header or [], rows
 
 
-def read_parquet(data: bytes, src: str) -> list[Subset]:
-    """Subsets of a Parquet file's bytes; line numbers are 1-based rows."""
+def read_parquet(data: bytes, src: str, names: dict[str, str] | None = None) -> list[Subset]:
+    """Subsets of a Parquet file's bytes; line numbers are 1-based rows. `names`: `table_columns`'s."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(pa.BufferReader(data))
-        header = _check_header(table.column_names, src, None)
+        header = check_header(table.column_names, src, None)
         records = table.to_pylist()
     except SubsetFormatError:
         raise
     except Exception as e:  # a damaged file raises whatever pyarrow meets first
         raise SubsetFormatError(f"not a readable Parquet file ({one_line(e)})", source=src) from None
-    return _subsets_from_rows(header, [(i + 1, r) for i, r in enumerate(records)], src, missing=None)
+    return _subsets_from_rows(header, [(i + 1, r) for i, r in enumerate(records)], src, None,
+                              names or table_columns())
 
 
-def _check_header(names: list[str], src: str, line: int | None) -> list[str]:
+def check_header(names: Sequence[str], src: str, line: int | None) -> list[str]:
+    """The column names of a table, or SubsetFormatError for one that appears twice."""
     seen: set[str] = set()
     for name in names:
         if name in seen:
@@ -84,37 +111,56 @@ def _check_header(names: list[str], src: str, line: int | None) -> list[str]:
     return list(names)
 
 
-def _subsets_from_rows(header: list[str], rows: list[tuple[int, dict]], src: str, missing) -> list[Subset]:
+def check_columns(header: Sequence[str], names: dict[str, str], src: str) -> None:
+    """SubsetFormatError naming the file and the column, unless `header` holds the subset id and text columns and
+    every column that `names` gives another name than its role's."""
+    for role, name in names.items():
+        if name in header or (role not in ("subset_id", "text") and name == role):
+            continue
+        named = "" if name == role else f", named as the {role} column"
+        raise SubsetFormatError(f"missing column {name!r}{named} (columns: {list(header)})", source=src)
+
+
+def check_subset_id(sid, column: str, src: str, line: int | None) -> None:
+    """SubsetFormatError naming the row unless `sid`, a row's cell of the subset id column, is a non-empty string
+    or an integer."""
+    if not is_label(sid) or sid == "":
+        raise SubsetFormatError(f"{column!r} must be a non-empty string or an integer, got {sid!r}", source=src,
+                                line=line)
+
+
+def _subsets_from_rows(header: list[str], rows: list[tuple[int, dict]], src: str, missing,
+                       names: dict[str, str]) -> list[Subset]:
     if not header:
         return []  # an empty file: the reader says so
-    for col in ("subset_id", "text"):
-        if col not in header:
-            raise SubsetFormatError(f"missing column {col!r} (columns: {header})", source=src)
+    check_columns(header, names, src)
     groups: dict = {}
     for index, (line, record) in enumerate(rows):
-        sid = record["subset_id"]
-        if not is_label(sid) or sid == "":
-            raise SubsetFormatError(f"'subset_id' must be a non-empty string or an integer, got {sid!r}",
-                                    source=src, line=line)
-        group = groups.setdefault(sid, {"lines": [], "rows": [], "cells": {name: [] for name in header}})
-        group["lines"].append(line)
-        group["rows"].append(index)
-        for name in header:
-            group["cells"][name].append(record[name])
-    subsets = [_subset_of_group(sid, g, header, missing, src) for sid, g in groups.items()]
+        sid = record[names["subset_id"]]
+        check_subset_id(sid, names["subset_id"], src, line)
+        groups.setdefault(sid, []).append((index, line, record))
+    subsets = [subset_of_rows(sid, [record for _, _, record in group], header, names, missing,
+                              places=[(src, line) for _, line, _ in group], rows=[index for index, _, _ in group])
+               for sid, group in groups.items()]
     check_unique_ids(subsets, source=src)
     return subsets
 
 
-def _subset_of_group(sid, group: dict, header: list[str], missing, src: str) -> Subset:
-    cells, lines = group["cells"], group["lines"]
+def subset_of_rows(sid, records: Sequence[dict], header: Sequence[str], names: dict[str, str], missing,
+                   places: Sequence[tuple[str, int | None]], rows: list[int] | None = None) -> Subset:
+    """The validated subset `sid` of its rows: `records` (column -> cell, in table order, every column of `header`),
+    with the missing value of the layout (`missing`: "" in CSV, None in Parquet). `places` are each row's file and
+    line, which an error names; `rows`, each row's index in its table (`Subset.rows`)."""
+    cells = {name: [record[name] for record in records] for name in header}
+    own = set(names.values())
     try:
-        optional = {field: _optional(cells[col], col, missing)
-                    for col, field in OPTIONAL_COLUMNS.items() if col in header}
-        columns = {name: cells[name] for name in header if name not in TABLE_COLUMNS}
-        return Subset(sid, cells["text"], extra={}, columns=columns, rows=group["rows"], **optional)
+        optional = {field: _optional(cells[names[role]], names[role], missing)
+                    for role, field in OPTIONAL_COLUMNS.items() if names[role] in header}
+        columns = {name: cells[name] for name in header if name not in own}
+        return Subset(sid, cells[names["text"]], extra={}, columns=columns, rows=rows, **optional)
     except SubsetFormatError as e:  # point at the entity's own row when there is one
-        raise SubsetFormatError(e.reason, source=src, line=lines[e.entity_index or 0], subset_id=sid,
+        src, line = places[e.entity_index or 0]
+        raise SubsetFormatError(e.reason, source=src, line=line, subset_id=sid,
                                 entity_index=e.entity_index) from None
 
 
@@ -129,42 +175,47 @@ def _optional(values: list, column: str, missing) -> list | None:
     return values
 
 
-def write_table(tmp: Path, subsets: Sequence[Subset], layout: str, source: str) -> None:
-    """Write `subsets` as a long table ("csv" or "parquet") to the file `tmp`."""
-    names, rows = _table(subsets)
+def write_table(tmp: Path, subsets: Sequence[Subset], layout: str, source: str,
+                names: dict[str, str] | None = None) -> None:
+    """Write `subsets` as a long table ("csv" or "parquet") to the file `tmp`, its columns named by `names`
+    (`table_columns`'s)."""
+    header, rows = _table(subsets, names or table_columns())
     if layout == "csv":
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)  # CRLF rows (RFC 4180): a text holding a lone \r is then quoted too
-            writer.writerow(names)
+            writer.writerow(header)
             writer.writerows([to_text(v) for v in row] for row in rows)
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        columns = {name: _arrow_column([row[j] for row in rows], name, source) for j, name in enumerate(names)}
+        columns = {name: _arrow_column([row[j] for row in rows], name, source) for j, name in enumerate(header)}
         pq.write_table(pa.table(columns), tmp)
 
 
-def _table(subsets: Sequence[Subset]) -> tuple[list[str], list[list]]:
-    """Column names and rows: the known columns, the carried ones (a JSONL field repeated on each of its subset's
-    rows), then cluster_id; rows in input-table order when every subset came from a table, else subset by subset."""
-    optional = [col for col, field in OPTIONAL_COLUMNS.items() if any(getattr(s, field) is not None for s in subsets)]
+def _table(subsets: Sequence[Subset], names: dict[str, str]) -> tuple[list[str], list[list]]:
+    """Column names and rows: the known columns (named by `names`), the carried ones (a JSONL field repeated on each
+    of its subset's rows), then cluster_id; rows in input-table order when every subset came from a table, else
+    subset by subset."""
+    optional = [role for role, field in OPTIONAL_COLUMNS.items()
+                if any(getattr(s, field) is not None for s in subsets)]
+    lead = ["subset_id", "text", *[role for role in optional if role != "cluster_id"]]
+    tail = [role for role in optional if role == "cluster_id"]
     carried = list(dict.fromkeys(name for s in subsets for name in [*s.columns, *s.extra]))
-    names = ["subset_id", "text", *[c for c in optional if c != "cluster_id"], *carried,
-             *[c for c in optional if c == "cluster_id"]]
     in_table_order = all(s.rows is not None for s in subsets)
     keyed = []
     for k, s in enumerate(subsets):
         for i, text in enumerate(s.texts):
-            values = {"subset_id": s.id, "text": text}
-            for col in optional:
-                field = getattr(s, OPTIONAL_COLUMNS[col])
-                values[col] = None if field is None else field[i]
-            for name in carried:
-                values[name] = s.columns[name][i] if name in s.columns else s.extra.get(name)
-            keyed.append(((s.rows[i], k, i) if in_table_order else (k, i), [values[n] for n in names]))
+            own = {"subset_id": s.id, "text": text}
+            for role in optional:
+                field = getattr(s, OPTIONAL_COLUMNS[role])
+                own[role] = None if field is None else field[i]
+            row = [own[role] for role in lead]
+            row += [s.columns[name][i] if name in s.columns else s.extra.get(name) for name in carried]
+            row += [own[role] for role in tail]
+            keyed.append(((s.rows[i], k, i) if in_table_order else (k, i), row))
     keyed.sort(key=lambda item: item[0])
-    return names, [row for _, row in keyed]
+    return [names[role] for role in lead] + carried + [names[role] for role in tail], [row for _, row in keyed]
 
 
 def _arrow_column(values: list, name: str, source: str):

@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Mapping
 
 from tqdm.auto import tqdm
 
@@ -61,7 +62,8 @@ async def ask(client: ChatClient, prompt: Prompt, texts: list[str], max_reasks: 
 
 def label_file(input: str | os.PathLike, output: str | os.PathLike, client: ChatClient, *,
                prompt: Prompt | None = None, cache: str | os.PathLike | None = None, max_reasks: int = 2,
-               retry_failed: bool = False, prices: tuple[float, float] = (0.0, 0.0), progress: bool = False) -> dict:
+               retry_failed: bool = False, prices: tuple[float, float] = (0.0, 0.0), progress: bool = False,
+               columns: Mapping[str, str] | None = None) -> dict:
     """Label every subset of the file `input` with the model behind `client` and write them to the JSONL file
     `output`, as the module docstring says.
 
@@ -71,6 +73,7 @@ def label_file(input: str | os.PathLike, output: str | os.PathLike, client: Chat
         max_reasks: most times a reply without a valid grouping is answered with what is wrong in it.
         retry_failed: ask again the questions whose cached answer stayed invalid.
         prices: cost of 1,000 prompt tokens and of 1,000 completion tokens, for the summary.
+        columns: a table input's names for the columns cactus reads (`cactus.data.io.read_subsets`).
     Returns:
         the summary (docs/label.md): subsets labelled and failed, answers from the cache and asked, requests,
         re-asks, retries, tokens and cost of this run, and tokens and cost of every answer the output holds.
@@ -79,7 +82,7 @@ def label_file(input: str | os.PathLike, output: str | os.PathLike, client: Chat
     prompt = prompt or Prompt()
     if layout_of(output) != "jsonl":
         raise ValueError(f"{output}: labels are written as JSONL (.jsonl, .jsonl.gz)")
-    subsets = read_subsets(input)
+    subsets = read_subsets(input, columns)
     check_input(subsets, str(input))
     store = AnswerCache(cache if cache is not None else Path(output).parent / DEFAULT_FOLDER)
     store.clean()
