@@ -88,6 +88,15 @@ class _EncoderWithLoss(nn.Module):
 TrainSubsets = Sequence[Subset] | Callable[[int], Sequence[Subset]]
 
 
+def _check_bf16(device: torch.device) -> None:
+    """Refuse bf16 on a GPU without it; warn on a CPU whose oneDNN lacks it (emulated there, hence slower)."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"mixed_precision=bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16")
+    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        logger.warning("mixed_precision=bf16: this CPU has no bfloat16 instructions; autocast emulates them, which "
+                       "is usually slower than float32")
+
+
 class Trainer:
     """Trains the encoder of `model` (a `cactus.Cactus`) in place; see the module docstring for what lands in
     `output_dir`. The trainer reads the estimator through its methods and never imports its module, which calls the
@@ -113,6 +122,8 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         set_seed(config.seed, device_specific=True)  # different dropout masks on different processes
+        if config.mixed_precision == "bf16":
+            _check_bf16(self.accelerator.device)
         model.device = self.accelerator.device  # `Cactus.embed` (validation) then feeds the same device
         spec = lora_spec(config)
         if spec is None:
