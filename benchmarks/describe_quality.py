@@ -1,7 +1,7 @@
 """Are the cluster descriptions of `predict --describe` right, and what do they cost?
 
-The shipped default model on the first --per-family test subsets of every benchmark family (data/benchmark, built by
-`cactus data build`), its own cut. Per family:
+A model (--model, the shipped default unless named) on the first --per-family test subsets of every benchmark family
+(data/benchmark, built by `cactus data build`), its own cut. Per family, and pooled over all families' entities:
 
 - representative: over predicted clusters of two or more entities, how often the representative (medoid) carries the
   cluster's majority gold label (ties: any of the most frequent labels counts);
@@ -30,8 +30,6 @@ from provenance import machine_info, write_record
 from cactus import Cactus
 from cactus.data import read_subsets
 
-FAMILIES = ("clinc_intent", "clinc_domain", "clinc_mixed", "banking77", "amazon_category", "product_same")
-
 
 def bcubed_f1(gold: list, pred: np.ndarray) -> np.ndarray:
     """(n,) every entity's B-cubed F1."""
@@ -43,11 +41,15 @@ def bcubed_f1(gold: list, pred: np.ndarray) -> np.ndarray:
     return 2 * precision * recall / (precision + recall)
 
 
-def family_scores(model: Cactus, subsets) -> dict:
-    described = model.describe(subsets)
+def described(model: Cactus, subsets) -> list[tuple]:
+    """(subset, its description) pairs."""
+    return list(zip(subsets, model.describe(subsets)))
+
+
+def scores(pairs: list[tuple]) -> dict:
     right_rep, multi = 0, 0
     cohesion, wrong = [], []
-    for s, d in zip(subsets, described):
+    for s, d in pairs:
         for c in d.clusters:
             if c.size < 2:
                 continue
@@ -63,7 +65,7 @@ def family_scores(model: Cactus, subsets) -> dict:
     wrong = np.asarray(wrong)
     low_rate, rest_rate = float(wrong[low].mean()), float(wrong[~low].mean())
     return {
-        "subsets": len(subsets), "entities": len(order), "clusters_of_2_or_more": multi,
+        "subsets": len(pairs), "entities": len(order), "clusters_of_2_or_more": multi,
         "representative_has_majority_label": right_rep / multi,
         "error_rate_lowest_cohesion_decile": low_rate, "error_rate_rest": rest_rate,
         "error_ratio": low_rate / rest_rate if rest_rate else None,
@@ -86,6 +88,7 @@ def cost(model: Cactus, subsets, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default="data/benchmark")
+    ap.add_argument("--model", default="default")
     ap.add_argument("--per-family", type=int, default=200)
     ap.add_argument("--time-family", default="clinc_intent")
     ap.add_argument("--time-subsets", type=int, default=100)
@@ -95,18 +98,22 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = Cactus.from_pretrained("context-free", device="cpu")
-    families = {f: family_scores(model, read_subsets(Path(args.bench) / f / "test.jsonl")[: args.per_family])
-                for f in FAMILIES}
+    model = Cactus.from_pretrained(args.model, device="cpu")
+    names = sorted(p.parent.name for p in Path(args.bench).glob("*/test.jsonl"))
+    pairs = {f: described(model, read_subsets(Path(args.bench) / f / "test.jsonl")[: args.per_family]) for f in names}
+    families = {f: scores(p) for f, p in pairs.items()}
+    families["all (pooled)"] = scores([pair for p in pairs.values() for pair in p])
     for f, r in families.items():
         print(f, json.dumps(r))
     timing = cost(model, read_subsets(Path(args.bench) / args.time_family / "test.jsonl")[: args.time_subsets],
                   args.repeats)
-    record = {"command": "python benchmarks/describe_quality.py", "args": vars(args), "families": families,
+    record = {"command": "python benchmarks/describe_quality.py", "args": vars(args),
+              "cut": model.resolve_cut(None, None)[0].describe(), "families": families,
               "cost": timing, "machine": machine_info()}
     lines = [
         "# Cluster descriptions: representatives, cohesion, cost", "",
-        f"`{record['command']}`; the default model and its cut, the first {args.per_family} test subsets per family.",
+        f"`{record['command']}`; the model `{args.model}` and its cut ({record['cut']}), the first {args.per_family} "
+        "test subsets per family.",
         "", "| family | clusters (size >= 2) | representative has the majority label | error rate, lowest cohesion "
         "decile | error rate, rest | ratio |", "|---|---|---|---|---|---|",
     ]
