@@ -90,8 +90,8 @@ def test_training_learns_logs_and_saves_the_best(tiny_backbone, data, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
 
 
-@pytest.mark.parametrize("options", [{}, {"lr_schedule": "linear", "warmup_steps": 2, "schedule_steps": 8},
-                                     {"grad_accumulation": 3}], ids=["constant", "schedule", "accumulation"])
+@pytest.mark.parametrize("options", [{}, {"lr_schedule": "linear", "warmup_steps": 2, "schedule_steps": 8,
+                                          "grad_accumulation": 3}], ids=["constant", "schedule-and-accumulation"])
 def test_resume_reaches_the_same_weights(tiny_backbone, data, tmp_path, one_thread, options):
     """8 steps at once == 6 steps (mid-epoch 2, dropout on), then resumed to 8 in a fresh model and trainer."""
 

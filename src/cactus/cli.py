@@ -26,7 +26,7 @@ def _interrupted_while_starting(signum, frame) -> None:
 
 
 if __name__ == "__main__" or Path(sys.argv[0]).name == "cactus":
-    # Ctrl-C during the seconds the imports below take ends quietly too; main() hands Ctrl-C back to Python.
+    # Ctrl-C during the imports below ends quietly too; main() hands Ctrl-C back to Python.
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import numpy as np  # noqa: E402
@@ -332,23 +332,11 @@ def cmd_serve(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from cactus.evaluate import evaluate_predictions, format_summary, match_predictions
+    from cactus.evaluate import evaluate_predictions, format_summary
 
-    columns = _table_columns(args, args.input, args.predictions)
     _check_output_file(args.report, "--report", inputs=[args.input, args.predictions])
-    threshold, cut = None, None
-    if args.predictions:
-        gold = _read(args.input, columns)
-        require_labels(gold, "evaluation")
-        preds, reordered = match_predictions(gold, _read(args.predictions, columns), source=args.predictions)
-        if reordered:
-            _say(args, f"matched the entities of {reordered} subsets by content (they were in another order)")
-    else:
-        model = _load_model(args)
-        cut, threshold = _cut_and_threshold(model, args)
-        gold = _read(args.input, columns)
-        require_labels(gold, "evaluation")
-        _load_weights(model, args)
+    gold, preds, model, cut, threshold = _labelled_input(args, "evaluation")
+    if model is not None:
         preds = model.predict(gold, threshold=threshold, cut=cut, progress=not args.quiet)
     report = evaluate_predictions(gold, preds)
     report["input"] = str(args.input)
@@ -363,27 +351,35 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
+def _labelled_input(args, purpose: str, check=None) -> tuple:
+    """The labelled subsets of IN with either --predictions matched to them or the model (its weights loaded), as
+    (gold, predictions or None, model or None, cut, threshold). `check(gold)` runs before any weights load."""
     from cactus.evaluate import match_predictions
-    from cactus.report import subset_groups, write_report
 
     columns = _table_columns(args, args.input, args.predictions)
-    _check_output_file(args.output, "-o", inputs=[args.input, args.predictions])
-    model, preds, threshold, cut = None, None, None, None
+    model = preds = cut = threshold = None
+    if not args.predictions:
+        model = _load_model(args)
+        cut, threshold = _cut_and_threshold(model, args)
+    gold = _read(args.input, columns)
+    require_labels(gold, purpose)
+    if check is not None:
+        check(gold)
     if args.predictions:
-        gold = _read(args.input, columns)
-        require_labels(gold, "a report")
-        subset_groups(gold, args.group_by, source=args.input)
         preds, reordered = match_predictions(gold, _read(args.predictions, columns), source=args.predictions)
         if reordered:
             _say(args, f"matched the entities of {reordered} subsets by content (they were in another order)")
     else:
-        model = _load_model(args)
-        cut, threshold = _cut_and_threshold(model, args)
-        gold = _read(args.input, columns)
-        require_labels(gold, "a report")
-        subset_groups(gold, args.group_by, source=args.input)  # a missing field fails before the weights load
         _load_weights(model, args)
+    return gold, preds, model, cut, threshold
+
+
+def cmd_report(args) -> int:
+    from cactus.report import subset_groups, write_report
+
+    _check_output_file(args.output, "-o", inputs=[args.input, args.predictions])
+    gold, preds, model, cut, threshold = _labelled_input(
+        args, "a report", check=lambda gold: subset_groups(gold, args.group_by, source=args.input))
     about = {"input": str(args.input), "model": None if args.predictions else args.model,
              "predictions": args.predictions}
     start = time.perf_counter()

@@ -29,7 +29,6 @@ Cluster ids are canonical: 0, 1, 2, ... in the order of each cluster's first ent
 from __future__ import annotations
 
 import numpy as np
-from scipy.cluster.hierarchy import linkage as scipy_linkage
 
 SIMILARITY_DECIMALS = 6  # similarities are rounded to this many decimals before clustering
 _SCALE = 10**SIMILARITY_DECIMALS
@@ -110,7 +109,9 @@ class Dendrogram:
             return
         order = _canonical_order(q)
         distance = (_SCALE - q[np.ix_(order, order)][np.triu_indices(n, 1)]) / _SCALE
-        z = scipy_linkage(distance, method="average")
+        from scipy.cluster.hierarchy import linkage  # here: scipy's import would slow the command line's start
+
+        z = linkage(distance, method="average")
         nodes = z[:, :2].astype(np.int64)
         sizes = np.concatenate([np.ones(n), z[:, 3]])  # entities per tree node
         n_pairs = _SCALE * sizes[nodes[:, 0]] * sizes[nodes[:, 1]]

@@ -1,20 +1,20 @@
 """The context-aware set encoder: backbone loading, LoRA adapters, inter-entity attention modes, pooling."""
 
-from cactus.encoder.adapter import ADAPTER_DIR, LoraSpec
-from cactus.encoder.attention import SIA_ATTENTION, EntityLayout, attention_implementation, sia_attention
-from cactus.encoder.backbone import DEFAULT_BACKBONE, load_backbone, resolve_backbone
-from cactus.encoder.set_encoder import ATTENTION_MODES, SetEncoder
+from cactus.lazy import lazy_exports
 
-__all__ = [
-    "ADAPTER_DIR",
-    "ATTENTION_MODES",
-    "DEFAULT_BACKBONE",
-    "SIA_ATTENTION",
-    "EntityLayout",
-    "LoraSpec",
-    "SetEncoder",
-    "attention_implementation",
-    "load_backbone",
-    "resolve_backbone",
-    "sia_attention",
-]
+# Each name and the module that defines it, imported on first use (`cactus.lazy`).
+EXPORTS = {
+    "ADAPTER_DIR": ".adapter",
+    "LoraSpec": ".adapter",
+    "SIA_ATTENTION": ".attention",
+    "EntityLayout": ".attention",
+    "attention_implementation": ".attention",
+    "sia_attention": ".attention",
+    "DEFAULT_BACKBONE": ".backbone",
+    "load_backbone": ".backbone",
+    "resolve_backbone": ".backbone",
+    "ATTENTION_MODES": ".modes",
+    "SetEncoder": ".set_encoder",
+}
+__all__ = list(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)

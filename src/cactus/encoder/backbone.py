@@ -6,21 +6,15 @@ BERT-family models load with `AutoModel`; T5-family models load their encoder st
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoTokenizer,
-    MT5EncoderModel,
-    PreTrainedModel,
-    T5EncoderModel,
-    UMT5EncoderModel,
-)
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = {DEFAULT_BACKBONE, "sentence-transformers/all-MiniLM-L6-v2", "default"}
-# Encoder-decoder families whose encoder stack is loaded alone.
-ENCODER_ONLY_CLASSES = {"t5": T5EncoderModel, "mt5": MT5EncoderModel, "umt5": UMT5EncoderModel}
+# Encoder-decoder families whose encoder stack is loaded alone (transformers' class names).
+ENCODER_ONLY_CLASSES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 
 
 def resolve_backbone(name: str) -> str:
@@ -34,10 +28,12 @@ def resolve_backbone(name: str) -> str:
 
 def load_backbone(name: str) -> tuple[PreTrainedModel, object]:
     """(model, tokenizer) for `name`. Local folders and the default model never touch the network."""
+    import transformers  # here, not at the top: the names above serve the command line, which must start fast
+
     path = resolve_backbone(name)
     local = Path(path).is_dir()
-    config = AutoConfig.from_pretrained(path, local_files_only=local)
-    model_cls = ENCODER_ONLY_CLASSES.get(config.model_type, AutoModel)
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=local)
+    model_cls = getattr(transformers, ENCODER_ONLY_CLASSES.get(config.model_type, "AutoModel"))
     model = model_cls.from_pretrained(path, config=config, local_files_only=local)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=local)
     return model, tokenizer

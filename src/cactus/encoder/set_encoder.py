@@ -15,15 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cactus.encoder.attention import SIA_ATTENTION, EntityLayout, attention_implementation
+from cactus.encoder.modes import ATTENTION_MODES
 from cactus.text.tokenize import SubsetBatch
 
-# How the entities of a subset see each other while encoded: the one list of modes, with the words users read.
-ATTENTION_MODES = {
-    "nia": "no inter-entity attention: every entity is encoded alone (context-free)",
-    "fia": "full inter-entity attention over the subset's concatenated tokens",
-    "sia": "scalable inter-entity attention: each entity's tokens also attend to one summary per other entity "
-           "(the method's)",
-}
 
 
 class SetEncoder(nn.Module):

@@ -5,13 +5,25 @@ entities) -> LossOutput(loss, per_subset, n_skipped). Similarities are dot produ
 whatever their embeddings and labels, change nothing.
 """
 
-from torch import nn
+from __future__ import annotations
 
-from cactus.losses.augmented_triplet import AugmentedTripletLoss
-from cactus.losses.pairs import LossOutput
-from cactus.losses.pairwise_bce import PairwiseBCELoss
-from cactus.losses.structured_mst import StructuredMSTLoss, max_spanning_forest
-from cactus.losses.triplet import TripletLoss
+from typing import TYPE_CHECKING
+
+from cactus.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# Each loss module's names, imported on first use (`cactus.lazy`): LOSSES alone needs no torch.
+EXPORTS = {
+    "AugmentedTripletLoss": ".augmented_triplet",
+    "LossOutput": ".pairs",
+    "PairwiseBCELoss": ".pairwise_bce",
+    "StructuredMSTLoss": ".structured_mst",
+    "max_spanning_forest": ".structured_mst",
+    "TripletLoss": ".triplet",
+}
+__getattr__ = lazy_exports(__name__, EXPORTS)
 
 # The one list of training losses: name -> what it is, in the words users read.
 LOSSES = {
@@ -25,6 +37,11 @@ LOSSES = {
 def make_loss(name: str, margin: float = 0.3, init_neutral: float = 0.0) -> nn.Module:
     """The loss module called `name` (one of `LOSSES`); `margin` serves the triplet losses, `init_neutral` (s0's
     start) the augmented one."""
+    from cactus.losses.augmented_triplet import AugmentedTripletLoss
+    from cactus.losses.pairwise_bce import PairwiseBCELoss
+    from cactus.losses.structured_mst import StructuredMSTLoss
+    from cactus.losses.triplet import TripletLoss
+
     if name == "augmented_triplet":
         return AugmentedTripletLoss(margin=margin, init_neutral=init_neutral)
     if name == "triplet":
@@ -36,13 +53,4 @@ def make_loss(name: str, margin: float = 0.3, init_neutral: float = 0.0) -> nn.M
     raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {name!r}")
 
 
-__all__ = [
-    "LOSSES",
-    "AugmentedTripletLoss",
-    "LossOutput",
-    "PairwiseBCELoss",
-    "StructuredMSTLoss",
-    "TripletLoss",
-    "make_loss",
-    "max_spanning_forest",
-]
+__all__ = ["LOSSES", "make_loss", *EXPORTS]

@@ -1,18 +1,17 @@
 """Training the set encoder: `Trainer` (accelerate: devices, DDP, resumable checkpoints), its `TrainingConfig`, the
 validation evaluator."""
 
-from cactus.losses import LOSSES, make_loss
-from cactus.train.checkpoint import TrainerState
-from cactus.train.config import TrainingConfig
-from cactus.train.evaluator import ThresholdEvaluator
-from cactus.train.trainer import Trainer, label_ids
+from cactus.lazy import lazy_exports
 
-__all__ = [
-    "LOSSES",
-    "ThresholdEvaluator",
-    "Trainer",
-    "TrainerState",
-    "TrainingConfig",
-    "label_ids",
-    "make_loss",
-]
+# Each name and the module that defines it, imported on first use (`cactus.lazy`).
+EXPORTS = {
+    "LOSSES": "cactus.losses",
+    "make_loss": "cactus.losses",
+    "TrainerState": ".checkpoint",
+    "TrainingConfig": ".config",
+    "ThresholdEvaluator": ".evaluator",
+    "Trainer": ".trainer",
+    "label_ids": ".trainer",
+}
+__all__ = list(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)
