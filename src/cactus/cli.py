@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import fields
@@ -613,9 +614,22 @@ def _error_line(error: Exception) -> tuple[int, str]:
                            "and please report it)")
 
 
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C while working: raise KeyboardInterrupt, which unwinds and cleans up. Python prints and drops an
+    exception raised in a finalizer (`__del__`, run whenever garbage is collected, as while a library imports), so
+    there the signal is sent again a moment later instead, to land outside it."""
+    caller = frame
+    while caller is not None:
+        if caller.f_code.co_name == "__del__":
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
+        caller = caller.f_back
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C unwinds and cleans up
+        signal.signal(signal.SIGINT, _interrupt)  # from here on, Ctrl-C unwinds and cleans up
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
