@@ -17,7 +17,6 @@ shipped context-free model's threshold.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
 from datetime import date

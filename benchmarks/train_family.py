@@ -39,7 +39,8 @@ def main() -> None:
     ap.add_argument("--train-subsets", type=int, default=None, help="use the first N training subsets")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default="runs/train", help="where checkpoints and logs go")
-    ap.add_argument("--out", default=None, help="prefix of the result files (default docs/results/train_<family>_<attention>)")
+    ap.add_argument("--out", default=None,
+                    help="prefix of the result files (default docs/results/train_<family>_<attention>)")
     args = ap.parse_args()
 
     name = f"{args.family}_{args.attention}_{args.loss}"

@@ -129,8 +129,9 @@ def test_a_saved_model_is_tested_at_its_own_threshold(tiny_backbone, tmp_path):
     config = tmp_path / "saved.json"
     config.write_text(json.dumps({"description": "saved", "runs": {"saved": {
         "init": str(tmp_path / "model"), "train_families": [], "test_families": ["clinc_intent"]}}}))
-    out = subprocess.run([sys.executable, str(SCRIPT), "run", str(config), "--quick", "--bench", str(tmp_path / "bench"),
-                          "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")],
+    out = subprocess.run([sys.executable, str(SCRIPT), "run", str(config), "--quick",
+                          "--bench", str(tmp_path / "bench"), "--results", str(tmp_path / "results"),
+                          "--work", str(tmp_path / "work")],
                          capture_output=True, text=True, cwd=REPO, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]

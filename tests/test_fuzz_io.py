@@ -159,7 +159,8 @@ def subsets_for(draw, layout: str) -> list[Subset]:
                                  unique=True, max_size=2)) if table else []
     column_kind = {c: draw(st.sampled_from(["str", "int", "float", "bool"])) if layout == "parquet" else "csv"
                    for c in column_names}
-    cell = {"str": st.one_of(st.none(), st.text(max_size=6)), "int": st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)),
+    cell = {"str": st.one_of(st.none(), st.text(max_size=6)),
+            "int": st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)),
             "float": st.one_of(st.none(), st.floats(allow_nan=False)), "bool": st.one_of(st.none(), st.booleans()),
             "csv": st.text(max_size=6)}
     subsets = []

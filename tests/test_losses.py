@@ -95,7 +95,8 @@ def ref_mst(embeddings, labels, mask, c=0.15, r=0.5):
 
 
 LOSSES = {
-    "augmented": (lambda: AugmentedTripletLoss(init_neutral=0.07, self_pairs=False), lambda *a: ref_augmented(*a, neutral=0.07)),
+    "augmented": (lambda: AugmentedTripletLoss(init_neutral=0.07, self_pairs=False),
+                  lambda *a: ref_augmented(*a, neutral=0.07)),
     "augmented_self_pairs": (  # the default
         lambda: AugmentedTripletLoss(init_neutral=-0.05),
         lambda *a: ref_augmented(*a, neutral=-0.05, self_pairs=True),
@@ -250,7 +251,8 @@ def test_hand_computed_values():
     assert AugmentedTripletLoss(self_pairs=False)(HAND, HAND_LABELS, HAND_MASK).loss.item() == pytest.approx(expected)
     # s0 = 0.2: N terms become 0.35, 0.35, 0.05, 0.05.
     expected = (0.2 + 0.8) / 8
-    assert AugmentedTripletLoss(init_neutral=0.2, self_pairs=False)(HAND, HAND_LABELS, HAND_MASK).loss.item() == pytest.approx(expected)
+    loss = AugmentedTripletLoss(init_neutral=0.2, self_pairs=False)(HAND, HAND_LABELS, HAND_MASK).loss
+    assert loss.item() == pytest.approx(expected)
     # BCE on p = 0.75 (same), 0.7 and 0.55 (different), each pair twice.
     expected = -(math.log(0.75) + math.log(0.3) + math.log(0.45)) / 3
     assert PairwiseBCELoss()(HAND, HAND_LABELS, HAND_MASK).loss.item() == pytest.approx(expected)

@@ -75,7 +75,8 @@ class RunSpec:
 
     def training_key(self) -> str:
         """The key without `steps` and `interpolate`: runs that differ only in those share one training folder, and
-        a longer run continues the checkpoint of a shorter one. Training reaches exactly the weights of an uninterrupted run,
+        a longer run continues the checkpoint of a shorter one. Training reaches exactly the weights of an
+        uninterrupted run,
         because the learning rate is constant (no warmup or decay here) and the trainer checkpoints its RNG states;
         as in every run, the model kept is the best on validation among its evaluations, which here include one at
         the end of each shorter run."""
