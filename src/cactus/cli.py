@@ -2,7 +2,8 @@
 
 Every command checks its options and outputs, builds its model (reading only its config) and reads its inputs before
 it loads any weights or does any work; every error ends it with one line, `error: ...`, and an exit code by kind
-(`EXIT_CODES`; docs/io.md). `--debug` shows the traceback as well.
+(`EXIT_CODES`; docs/io.md). `--debug` shows the traceback as well. The options are declared in `cactus.cli_args`,
+the checks of outputs and inputs made before any work are in `cactus.cli_checks`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -35,13 +34,22 @@ import numpy as np  # noqa: E402
 from cactus.atomic import recover_dir, write_text  # noqa: E402
 from cactus.cluster import Cut  # noqa: E402
 from cactus.config import CONFIG_NAME, ModelFormatError  # noqa: E402
-from cactus.data import SubsetFormatError, read_subsets  # noqa: E402
+from cactus.data import SubsetFormatError  # noqa: E402
 from cactus.data.io import layout_of  # noqa: E402
 from cactus.data.subsets import require_labels  # noqa: E402
-from cactus.data.tables import one_line, table_columns  # noqa: E402
+from cactus.data.tables import one_line  # noqa: E402
 from cactus.train.config import TrainingConfig  # noqa: E402
+from cactus.cli_checks import (  # noqa: E402
+    CommandError,
+    check_output_file,
+    check_output_folder,
+    check_run_folder,
+    check_writable,
+    clear_run,
+    column_options,
+    read_input,
+)
 from cactus.cli_args import (  # noqa: E402
-    COLUMN_FLAGS,
     EXIT_DATA,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -52,18 +60,6 @@ from cactus.cli_args import (  # noqa: E402
 )
 
 logger = logging.getLogger("cactus")
-
-# What a training --out holds once a run has started there (the trainer's files).
-RUN_FILES = ("train_log.jsonl", "checkpoint", ".checkpoint.old", ".checkpoint.tmp", "best", "training_config.json",
-             "summary.json", "training_curve.png", "trackers")
-
-
-class CommandError(Exception):
-    """An error the command line reports in one line, with its exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE):
-        super().__init__(message)
-        self.code = code
 
 
 def _looks_like_path(name: str) -> bool:
@@ -140,124 +136,6 @@ def _cut_words(cut: Cut, threshold: float | None) -> str:
     return f"threshold {threshold:.3f}" if cut.rule == "threshold" else f"the {cut.describe()}"
 
 
-# ---- outputs, checked before any work ----------------------------------------------------------------------------
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
-def _check_writable(path: Path, option: str) -> None:
-    """The nearest existing folder above `path` must be a folder that this process can create files in."""
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise CommandError(f"{option} {path}: {parent} is a file, not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".cactus-probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise CommandError(f"{option} {path}: cannot write in {parent} ({e.strerror})") from None
-
-
-def _check_output_file(path: str | None, option: str, inputs=(), subsets: bool = False) -> None:
-    """Refuse an output file that is a folder, would overwrite an input, has no known suffix (`subsets`: a file of
-    subsets), or cannot be written where it is."""
-    if path is None:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise CommandError(f"{option} {p}: is a folder; name a file")
-    for given in inputs:
-        if given is not None and _same_file(p, Path(given)):
-            raise CommandError(f"{option} {p} is the input {given}: writing there would destroy it; choose another "
-                               "file")
-    if subsets:
-        try:
-            layout_of(p)
-        except SubsetFormatError as e:
-            raise CommandError(f"{option} {p}: {e.reason}") from None
-    _check_writable(p, option)
-
-
-def _check_output_folder(path: str | None, option: str) -> None:
-    """Refuse a model folder output that is a file, or a folder with other things in it (saving replaces it
-    whole)."""
-    if path is None:
-        return
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise CommandError(f"{option} {p}: is a file; name a folder")
-    if p.is_dir() and any(p.iterdir()) and not (p / CONFIG_NAME).is_file():
-        raise CommandError(f"{option} {p}: holds files but is no cactus model folder, and saving replaces it whole; "
-                           "name a new or empty folder")
-    _check_writable(p, option)
-
-
-def _check_run_folder(args) -> None:
-    """A training --out: not a file; a run already there needs --resume (continue) or --overwrite (replace)."""
-    out = Path(args.out)
-    if args.resume and args.overwrite:
-        raise CommandError("--resume and --overwrite: choose one")
-    if out.exists() and not out.is_dir():
-        raise CommandError(f"--out {out}: is a file; name a folder")
-    held = [name for name in RUN_FILES if (out / name).exists()]
-    if held and not (args.resume or args.overwrite):
-        raise CommandError(f"--out {out} holds a run ({', '.join(held)}); continue it with --resume, or replace it "
-                           "with --overwrite")
-    _check_writable(out / RUN_FILES[0], "--out")
-
-
-def _clear_run(out: Path) -> None:
-    """--overwrite: remove the previous run's files (and nothing else of the folder)."""
-    for name in RUN_FILES:
-        target = out / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-
-
-# ---- inputs ------------------------------------------------------------------------------------------------------
-def _table_columns(args, *inputs, layout=layout_of) -> dict[str, str] | None:
-    """The --*-column options as the readers' `columns` (None when none is given), checked: two roles may not share
-    a column, and at least one of the command's `inputs` (files of subsets; `layout` tells their layout) must be a
-    table, since JSONL fields have fixed names."""
-    columns = {role: getattr(args, f"{role}_column") for role in COLUMN_FLAGS
-               if getattr(args, f"{role}_column") is not None}
-    if not columns:
-        return None
-    flags = ", ".join(f"{COLUMN_FLAGS[role]} {name}" for role, name in columns.items())
-    try:
-        table_columns(columns)
-    except ValueError as e:
-        raise CommandError(f"{flags}: {str(e).removeprefix('columns: ')}") from None
-    given = [str(path) for path in inputs if path is not None]
-    if not any(_is_table(path, layout) for path in given):
-        raise CommandError(f"{flags}: column names are for a CSV or Parquet table, and {', '.join(given)} "
-                           f"{'is not one' if len(given) == 1 else 'are not tables'} (JSONL fields have fixed "
-                           "names)")
-    return columns
-
-
-def _is_table(path, layout=layout_of) -> bool:
-    """Whether `path` names a table by its `layout` (a path of no known layout is none: its reader refuses it)."""
-    try:
-        return layout(path) != "jsonl"
-    except (SubsetFormatError, ValueError):
-        return False
-
-
-def _read(path, columns: dict[str, str] | None):
-    """The subsets of the file `path`; `columns` name a table's columns (a JSONL input is read by its fields)."""
-    return read_subsets(path, columns if _is_table(path) else None)
-
-
 def _grid(args) -> np.ndarray:
     start, stop, step = args.grid
     if not (np.isfinite(args.grid).all() and step > 0 and start <= stop):
@@ -275,8 +153,8 @@ def cmd_predict(args) -> int:
 
     if args.engine == "ray":
         return _predict_on_ray(args)
-    columns = _table_columns(args, args.input)
-    _check_output_file(args.output, "-o", inputs=[args.input], subsets=True)
+    columns = column_options(args, args.input)
+    check_output_file(args.output, "-o", inputs=[args.input], subsets=True)
     model = _load_model(args)
     cut, threshold = _cut_and_threshold(model, args)
     _load_weights(model, args)
@@ -301,7 +179,7 @@ def _predict_on_ray(args) -> int:
         input_layout(args.input)
     except ValueError as e:
         raise CommandError(f"--engine ray: {e}") from None
-    columns = _table_columns(args, args.input, layout=input_layout)
+    columns = column_options(args, args.input, layout=input_layout)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CommandError(f"-o {out}: is a file; --engine ray writes a folder of Parquet files")
@@ -335,7 +213,7 @@ def cmd_serve(args) -> int:
 def cmd_evaluate(args) -> int:
     from cactus.evaluate import evaluate_predictions, format_summary
 
-    _check_output_file(args.report, "--report", inputs=[args.input, args.predictions])
+    check_output_file(args.report, "--report", inputs=[args.input, args.predictions])
     gold, preds, model, cut, threshold = _labelled_input(args, "evaluation")
     if model is not None:
         preds = model.predict(gold, threshold=threshold, cut=cut, progress=not args.quiet)
@@ -357,17 +235,17 @@ def _labelled_input(args, purpose: str, check=None) -> tuple:
     (gold, predictions or None, model or None, cut, threshold). `check(gold)` runs before any weights load."""
     from cactus.evaluate import match_predictions
 
-    columns = _table_columns(args, args.input, args.predictions)
+    columns = column_options(args, args.input, args.predictions)
     model = preds = cut = threshold = None
     if not args.predictions:
         model = _load_model(args)
         cut, threshold = _cut_and_threshold(model, args)
-    gold = _read(args.input, columns)
+    gold = read_input(args.input, columns)
     require_labels(gold, purpose)
     if check is not None:
         check(gold)
     if args.predictions:
-        preds, reordered = match_predictions(gold, _read(args.predictions, columns), source=args.predictions)
+        preds, reordered = match_predictions(gold, read_input(args.predictions, columns), source=args.predictions)
         if reordered:
             _say(args, f"matched the entities of {reordered} subsets by content (they were in another order)")
     else:
@@ -378,7 +256,7 @@ def _labelled_input(args, purpose: str, check=None) -> tuple:
 def cmd_report(args) -> int:
     from cactus.report import subset_groups, write_report
 
-    _check_output_file(args.output, "-o", inputs=[args.input, args.predictions])
+    check_output_file(args.output, "-o", inputs=[args.input, args.predictions])
     gold, preds, model, cut, threshold = _labelled_input(
         args, "a report", check=lambda gold: subset_groups(gold, args.group_by, source=args.input))
     about = {"input": str(args.input), "model": None if args.predictions else args.model,
@@ -393,12 +271,12 @@ def cmd_report(args) -> int:
 
 def cmd_tune_threshold(args) -> int:
     grid = _grid(args)
-    columns = _table_columns(args, args.input)
-    _check_output_file(args.curve, "--curve", inputs=[args.input])
-    _check_output_folder(args.save_to, "--save-to")
+    columns = column_options(args, args.input)
+    check_output_file(args.curve, "--curve", inputs=[args.input])
+    check_output_folder(args.save_to, "--save-to")
     model = _load_model(args)
     model.config.objective = args.objective
-    subsets = _read(args.input, columns)
+    subsets = read_input(args.input, columns)
     require_labels(subsets, "threshold tuning")
     _load_weights(model, args)
     if args.choose_cut:
@@ -423,7 +301,7 @@ def cmd_tune_threshold(args) -> int:
 
 
 def cmd_export(args) -> int:
-    _check_output_folder(args.output, "-o")
+    check_output_folder(args.output, "-o")
     model = _load_model(args)
     if model.config.onnx:
         raise CommandError(f"{args.model}: already an exported graph; export the model it came from")
@@ -471,18 +349,18 @@ def _training_config(args):
 
 
 def cmd_train(args) -> int:
-    _check_run_folder(args)
+    check_run_folder(args)
     config = _training_config(args)
-    columns = _table_columns(args, args.train, args.val)
+    columns = column_options(args, args.train, args.val)
     if args.pretrained_from:
         args.model = args.pretrained_from
     model = _load_model(args)
-    train, val = _read(args.train, columns), _read(args.val, columns)
+    train, val = read_input(args.train, columns), read_input(args.val, columns)
     require_labels(train, "training")
     require_labels(val, "validation")
     _load_weights(model, args)
     if args.overwrite and _main_process():
-        _clear_run(Path(args.out))
+        clear_run(Path(args.out))
     model.fit(train, val, config=config, output_dir=args.out, resume=args.resume)
     summary = model.training_summary_
     if _main_process():
@@ -497,17 +375,17 @@ def cmd_pretrain(args) -> int:
     from cactus.selfsup import unique_texts
     from cactus.train import Trainer
 
-    _check_run_folder(args)
+    check_run_folder(args)
     config = _training_config(args)
-    columns = _table_columns(args, args.train, args.val)
+    columns = column_options(args, args.train, args.val)
     model = _load_model(args)
-    pool = unique_texts(_read(args.train, columns))
-    val = _read(args.val, columns) if args.val else None
+    pool = unique_texts(read_input(args.train, columns))
+    val = read_input(args.val, columns) if args.val else None
     if val is not None:
         require_labels(val, "validation")
     _load_weights(model, args)
     if args.overwrite and _main_process():
-        _clear_run(Path(args.out))
+        clear_run(Path(args.out))
     summary = Trainer(model, config, args.out).pretrain(pool, args.subsets_per_epoch, val_subsets=val,
                                                         augmentation=args.augmentation, resume=args.resume)
     if _main_process():
@@ -536,15 +414,15 @@ def cmd_label(args) -> int:
     api_key = os.environ.get(args.api_key_env or "OPENAI_API_KEY") or None
     if args.api_key_env and api_key is None:
         raise CommandError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
-    columns = _table_columns(args, args.input)
-    _check_output_file(args.output, "-o", inputs=[args.input], subsets=True)
+    columns = column_options(args, args.input)
+    check_output_file(args.output, "-o", inputs=[args.input], subsets=True)
     if layout_of(args.output) != "jsonl":
         raise CommandError(f"-o {args.output}: labels are written as JSONL (.jsonl, .jsonl.gz)")
-    _check_output_file(args.summary, "--summary", inputs=[args.input, args.output])
+    check_output_file(args.summary, "--summary", inputs=[args.input, args.output])
     cache = Path(args.cache) if args.cache else Path(args.output).parent / DEFAULT_FOLDER
     if cache.exists() and not cache.is_dir():
         raise CommandError(f"--cache {cache}: is a file; name a folder")
-    _check_writable(cache / "x", "--cache")
+    check_writable(cache / "x", "--cache")
     client = ChatClient(args.endpoint, args.llm, api_key=api_key, temperature=args.temperature,
                         timeout=args.timeout, retries=args.retries, backoff=args.backoff,
                         concurrency=args.concurrency)
@@ -574,7 +452,7 @@ def cmd_data_build(args) -> int:
         raise CommandError(f"unknown families {unknown}; choose from {list(FAMILIES)}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise CommandError(f"--out {args.out}: is a file; name a folder")
-    _check_writable(Path(args.out) / "x", "--out")
+    check_writable(Path(args.out) / "x", "--out")
     stats = build_benchmarks(args.data_dir, args.out, families=families, seed=args.seed, n_train=args.n_train,
                              n_val=args.n_val, n_test=args.n_test, progress=not args.quiet)
     print(format_stats(stats))

@@ -470,9 +470,9 @@ class Trainer:
         events after the checkpoint's step, which the resumed run logs again (as it does train_log.jsonl's)."""
         if not self.config.trackers:
             return
-        hparams = {k: v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+        # Trackers take numbers, text and booleans; the config's None becomes "none".
+        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v).lower()
                    for k, v in self.config.to_dict().items()}
-        hparams = {k: "none" if v is None else v for k, v in hparams.items()}
         kwargs = {"tensorboard": {"purge_step": state.step + 1}} if state.step else {}
         self.accelerator.init_trackers("cactus", config=hparams, init_kwargs=kwargs)
 
