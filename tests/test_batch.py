@@ -217,7 +217,7 @@ def test_resume_with_a_tables_own_names_writes_the_uninterrupted_bytes(model, tm
     source = write_frame(own_names_table(12), tmp_path / "in.parquet")
     whole, out = tmp_path / "whole.parquet", tmp_path / "out.parquet"
     predict_file(model, source, whole, chunk_subsets=3, columns=OWN_NAMES)
-    answer, calls = cactus.batch._answer, []
+    answer, calls = cactus.batch.answer_record, []
 
     def dies_in_the_third_chunk(*args):
         calls.append(1)
@@ -225,10 +225,10 @@ def test_resume_with_a_tables_own_names_writes_the_uninterrupted_bytes(model, tm
             raise RuntimeError("killed")
         return answer(*args)
 
-    monkeypatch.setattr(cactus.batch, "_answer", dies_in_the_third_chunk)
+    monkeypatch.setattr(cactus.batch, "answer_record", dies_in_the_third_chunk)
     with pytest.raises(RuntimeError, match="killed"):
         predict_file(model, source, out, chunk_subsets=3, columns=OWN_NAMES)
-    monkeypatch.setattr(cactus.batch, "_answer", answer)
+    monkeypatch.setattr(cactus.batch, "answer_record", answer)
     assert not out.exists() and len(list(partial_folder(out).glob("0*.jsonl"))) == 2
     with pytest.raises(ResumeError, match=r"cannot resume: columns changed"):
         predict_file(model, source, out, chunk_subsets=3, resume=True, columns={"subset_id": "query", "text": "title"})

@@ -116,7 +116,7 @@ def _predict_chunks(model: "Cactus", input: Path, folder: Path, done: int, n_sub
         answers = model.predict_iter(subsets, threshold=threshold, cut=cut, describe=describe,
                                      chunk_subsets=chunk_subsets)
         for k in itertools.count(done):
-            chunk = [_answer(a, describe) for a in itertools.islice(answers, chunk_subsets)]
+            chunk = [answer_record(a, describe) for a in itertools.islice(answers, chunk_subsets)]
             if not chunk:
                 return
             atomic_write(folder / _chunk_name(k), lambda tmp: tmp.write_text(
@@ -190,12 +190,19 @@ def _chunk_name(k: int) -> str:
     return f"{k:06d}.jsonl"
 
 
-def _answer(answer, describe: bool) -> dict:
-    """A subset's answer as written in its chunk file."""
+def answer_record(answer, describe: bool) -> dict:
+    """A subset's answer (`Cactus.predict_iter`'s) as a JSON record: as written in a chunk file."""
     if not describe:
         return {"cluster_ids": [int(c) for c in answer]}
     return {"cluster_ids": [int(c) for c in answer.cluster_ids], "clusters": [c.to_dict() for c in answer.clusters],
             "cohesion": [round(float(x), 4) for x in answer.cohesion]}
+
+
+def row_descriptions(answer: dict) -> dict[str, list]:
+    """A described answer (`answer_record`) as a table's columns (DESCRIPTION_FIELDS[True]), one value per entity:
+    its cluster's name and its cohesion."""
+    name = {c["id"]: c["name"] for c in answer["clusters"]}
+    return {"cluster_name": [name[c] for c in answer["cluster_ids"]], "cohesion": answer["cohesion"]}
 
 
 def _answers(folder: Path) -> Iterator[dict]:
@@ -222,7 +229,5 @@ def with_answer(subset: Subset, answer: dict, describe: bool, per_row: bool) -> 
     if not describe:
         return out
     if per_row:
-        name = {c["id"]: c["name"] for c in answer["clusters"]}
-        columns = {"cluster_name": [name[c] for c in out.cluster_ids], "cohesion": answer["cohesion"]}
-        return replace(out, columns={**out.columns, **columns})
+        return replace(out, columns={**out.columns, **row_descriptions(answer)})
     return replace(out, extra={**out.extra, "clusters": answer["clusters"], "cohesion": answer["cohesion"]})

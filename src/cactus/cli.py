@@ -173,8 +173,9 @@ def _predict_on_ray(args) -> int:
         from cactus.ray import input_layout, predict_dataset
     except ImportError as e:
         raise CommandError(f"--engine ray needs the ray extra: pip install -e \".[ray]\" ({one_line(e)})") from None
-    if args.describe or args.resume:
-        raise CommandError(f"--engine ray: {'--describe' if args.describe else '--resume'} is for --engine local")
+    if args.resume:
+        raise CommandError("--engine ray: --resume is for --engine local (on Ray, failed tasks run again; a new run "
+                           "writes the output folder anew)")
     try:
         input_layout(args.input)
     except ValueError as e:
@@ -187,7 +188,8 @@ def _predict_on_ray(args) -> int:
     cut, threshold = _cut_and_threshold(model, args)
     start = time.perf_counter()
     rows = predict_dataset(model, args.input, out, threshold=threshold, cut=cut, actors=args.actors,
-                           num_gpus=args.num_gpus, address=args.ray_address, columns=columns)
+                           num_gpus=args.num_gpus, address=args.ray_address, columns=columns,
+                           describe=args.describe)
     _say(args, f"clustered {rows} entities on Ray ({args.actors} actor(s)) at {_cut_words(cut, threshold)} in "
                f"{time.perf_counter() - start:.1f} s; wrote {out}/")
     return 0

@@ -13,8 +13,12 @@
 Batches of subsets are clustered with `map_batches` on a pool of actors that each hold one model (loaded once per
 actor, with `num_gpus` each where there are GPUs), in input order, into a folder of Parquet files, one entity per
 row: `subset_id`, `entity_index`, `text`, `label` (null for a subset without labels) and `cluster_id`, the first,
-third and fourth under the input table's names when `columns` gives others. Ids and labels are written as text, so
-that every block has one schema.
+third and fourth under the input table's names when `columns` gives others; with `describe`, also `cluster_name` and
+`cohesion`, as `cactus predict --describe` writes a table. Ids and labels are written as text, so that every block
+has one schema.
+
+A worker or node that dies mid-job is Ray's to recover: its tasks run again and a dead actor is restarted. There is
+no `--resume` of the whole job: the output folder is written anew by each run.
 
 With no `address`, Ray starts a local cluster on this machine; `address="ray://head:10001"` (or "auto" on a node of
 a running cluster) submits the same job to a cluster, where the model's folder and the input must be reachable at
@@ -30,6 +34,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from cactus.batch import DESCRIPTION_FIELDS, answer_record, row_descriptions
 from cactus.cluster import Cut
 from cactus.data.io import layout_of, subset_of_line, subset_to_record
 from cactus.data.subsets import SubsetFormatError
@@ -53,25 +58,33 @@ ROW = "__cactus_row"  # each table row's place in the input (0-based, over the f
 
 class SubsetPredictor:
     """A Ray Data actor: one model, loaded when the actor starts; `__call__` answers one batch of subsets, JSONL
-    lines in the column "text", into rows under the names `columns` gives `OUTPUT_COLUMNS`."""
+    lines in the column "text", into rows under the names `columns` gives `OUTPUT_COLUMNS` (and, with `describe`,
+    the description columns)."""
 
-    def __init__(self, model: "Cactus", threshold: float | None, cut: dict, source: str, columns: dict[str, str]):
+    def __init__(self, model: "Cactus", threshold: float | None, cut: dict, source: str, columns: dict[str, str],
+                 describe: bool = False):
         model.encoder  # load the weights once per actor, before the first batch
         self.model, self.threshold, self.cut, self.source = model, threshold, Cut.from_dict(cut), source
-        self.columns = columns
+        self.columns, self.describe = columns, describe
 
     def __call__(self, batch: dict) -> dict:
         lines = [line for line in batch["text"] if line.strip()]
         subsets = [subset_of_line(line, self.source, None) for line in lines]
-        predictions = self.model.predict(subsets, threshold=self.threshold, cut=self.cut)
-        out: dict[str, list] = {name: [] for name in OUTPUT_COLUMNS}
-        for s, ids in zip(subsets, predictions):
-            for i, (text, cluster) in enumerate(zip(s.texts, ids)):
+        answers = self.model.predict_iter(subsets, threshold=self.threshold, cut=self.cut, describe=self.describe,
+                                          chunk_subsets=max(1, len(subsets)))
+        names = OUTPUT_COLUMNS + (DESCRIPTION_FIELDS[True] if self.describe else ())
+        out: dict[str, list] = {name: [] for name in names}
+        for s, answer in zip(subsets, answers):
+            record = answer_record(answer, self.describe)
+            for i, (text, cluster) in enumerate(zip(s.texts, record["cluster_ids"])):
                 out["subset_id"].append(str(s.id))
                 out["entity_index"].append(i)
                 out["text"].append(text)
                 out["label"].append(None if s.labels is None else str(s.labels[i]))
-                out["cluster_id"].append(int(cluster))
+                out["cluster_id"].append(cluster)
+            if self.describe:
+                for name, values in row_descriptions(record).items():
+                    out[name].extend(values)
         return {self.columns.get(name, name): values for name, values in out.items()}
 
 
@@ -93,12 +106,13 @@ def input_layout(source: str | os.PathLike) -> str:
 def predict_dataset(model: "Cactus", input: str | os.PathLike, output: str | os.PathLike, *,
                     threshold: float | None = None, cut: Cut | None = None, actors: int = 1,
                     num_gpus: float = 0, batch_subsets: int = 256, address: str | None = None,
-                    columns: Mapping[str, str] | None = None) -> int:
+                    columns: Mapping[str, str] | None = None, describe: bool = False) -> int:
     """Cluster every subset of `input` (JSONL, or Parquet: `input_layout`) on Ray into the Parquet folder `output`
     (replaced if there); return the number of entity rows written. `actors` models run at once (each with
     `num_gpus`); each call of one answers `batch_subsets` subsets. `threshold` and `cut` as in `Cactus.predict`;
     `columns`, a Parquet input's names for the columns cactus reads, as `cactus.data.io.read_subsets` takes them
-    (refused for JSONL), also name the output's."""
+    (refused for JSONL), also name the output's. `describe` adds every entity's cluster name and cohesion
+    (`Cactus.describe`) as the columns `cluster_name` and `cohesion`."""
     import ray
 
     names = table_columns(columns)
@@ -106,7 +120,8 @@ def predict_dataset(model: "Cactus", input: str | os.PathLike, output: str | os.
     layout = input_layout(source)
     if layout == "jsonl" and any(role != name for role, name in names.items()):
         raise ValueError(f"{source}: column names are for a table (Parquet); a JSONL file's fields have fixed names")
-    clash = sorted({"entity_index", ROW} & set(names.values()))
+    made = {"entity_index", ROW} | (set(DESCRIPTION_FIELDS[True]) if describe else set())
+    clash = sorted(made & set(names.values()))
     if clash:
         raise ValueError(f"columns: {clash[0]!r} is a column that --engine ray makes itself; name another")
     cut, threshold = model.resolve_cut(threshold, cut)
@@ -128,7 +143,8 @@ def predict_dataset(model: "Cactus", input: str | os.PathLike, output: str | os.
     answered = subsets.map_batches(SubsetPredictor, batch_size=batch_subsets, num_cpus=1, num_gpus=num_gpus,
                                    compute=ray.data.ActorPoolStrategy(size=actors),
                                    fn_constructor_kwargs={"model": model, "threshold": threshold,
-                                                          "cut": cut.to_dict(), "source": source, "columns": names})
+                                                          "cut": cut.to_dict(), "source": source, "columns": names,
+                                                          "describe": describe})
     try:
         answered.write_parquet(str(output), mode="overwrite", ray_remote_args=io)
     except Exception as e:  # Ray wraps a worker's error; its message names the subset
