@@ -1,6 +1,7 @@
 """The HTTP service on a real uvicorn server on a loopback port, started and stopped by the test."""
 
 import json
+import re
 import signal
 import socket
 import threading
@@ -152,3 +153,23 @@ def test_shutdown_finishes_the_requests_in_flight(tiny_backbone):
     # uvicorn shuts down, then re-raises the signal it caught, as a process ended by SIGTERM should
     assert proc.wait(timeout=60) == -signal.SIGTERM
     assert "Finished server process" in proc.stdout.read().decode()
+
+
+def test_workers_each_load_the_model_and_answer_as_predict(tiny_backbone):
+    proc, url = start(tiny_backbone, "--workers", "2")
+    try:
+        texts = [t for s in SUBSETS for t in s["texts"]]
+        bodies = [{"subsets": [{"id": f"r{i}", "texts": texts[i % 5: i % 5 + 2 + i % 4]}]} for i in range(16)]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda body: call(url, "/v1/cluster", body), bodies))
+        model = Cactus(tiny_backbone, device="cpu")
+        for body, (status, answer) in zip(bodies, answers):
+            sent = body["subsets"][0]
+            want = model.predict([Subset(sent["id"], sent["texts"])], threshold=0.5)[0]
+            assert status == 200 and answer["subsets"][0]["cluster_ids"] == want.tolist()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    log = proc.stdout.read().decode()
+    started = re.findall(r"Started server process \[(\d+)\]", log)
+    assert len(set(started)) == 2 and log.count("Finished server process") == 2, log

@@ -60,6 +60,7 @@ from cactus.cli_args import (  # noqa: E402
 )
 
 logger = logging.getLogger("cactus")
+SERVE_ARGV = "CACTUS_SERVE_ARGV"  # `cactus serve --workers N`: its options, for each worker process (`worker_app`)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -196,20 +197,45 @@ def _predict_on_ray(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from cactus.service import ServiceLimits, create_app, serve
+    from cactus.service import serve
 
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
         raise CommandError(f"serve needs the service extra: pip install -e \".[serve]\" ({one_line(e)})") from None
+    if args.workers == 1:
+        serve(_service_app(args), args.host, args.port)
+        return 0
+    # Each worker process builds its own app from these same options (`worker_app`); the options and the model's
+    # config are checked here first, so that a mistake fails once, before any worker starts.
+    _cut_and_threshold(_load_model(args), args)
+    os.environ[SERVE_ARGV] = json.dumps(args.argv)
+    serve("cactus.cli:worker_app", args.host, args.port, workers=args.workers)
+    return 0
+
+
+def _service_app(args):
+    """The service's app over the model of `args`, its weights loaded."""
+    from cactus.service import ServiceLimits, create_app
+
     model = _load_model(args)
     cut, threshold = _cut_and_threshold(model, args)
     _load_weights(model, args)
     limits = ServiceLimits(**{f.name: getattr(args, f.name) for f in fields(ServiceLimits)})
     wait = None if args.no_batching else args.batch_wait_ms / 1000
-    serve(create_app(model, limits, cut, threshold, wait), args.host, args.port)
-    return 0
+    return create_app(model, limits, cut, threshold, wait)
+
+
+def worker_app():
+    """The app of one worker process of `cactus serve --workers N` (uvicorn calls it in each): the parent's options,
+    and an equal share of the cores for its torch threads."""
+    import torch
+
+    args = build_parser().parse_args(json.loads(os.environ[SERVE_ARGV]))
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.workers))
+    return _service_app(args)
 
 
 def cmd_evaluate(args) -> int:
@@ -511,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
         signal.signal(signal.SIGINT, _interrupt)  # from here on, Ctrl-C unwinds and cleans up
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return COMMANDS[args.run](args)

@@ -228,6 +228,9 @@ def _add_serve(sub) -> None:
                    help="how long a batch of concurrent requests waits for more before it encodes (default: "
                         "%(default)s)")
     p.add_argument("--no-batching", action="store_true", help="encode every request alone")
+    p.add_argument("--workers", type=_count_arg(1), default=1, metavar="N",
+                   help="worker processes, each with its own copy of the model and an equal share of the cores "
+                        "(default: %(default)s)")
     _add_model_args(p)
 
 

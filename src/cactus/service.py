@@ -325,8 +325,9 @@ def _add_routes(app, service: ClusterService, ClusterRequest, ClusterResponse) -
         return JSONResponse({"error": "internal error", "request_id": request_id}, status_code=500)
 
 
-def serve(app, host: str, port: int) -> None:
-    """Run `app` until interrupted; in-flight requests finish on shutdown (uvicorn's graceful shutdown)."""
+def serve(app, host: str, port: int, workers: int = 1) -> None:
+    """Run `app` until interrupted; in-flight requests finish on shutdown (uvicorn's graceful shutdown). With
+    `workers` > 1, `app` is the import string of a function that makes the app, called in each worker process."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", workers=workers, factory=workers > 1)
