@@ -12,12 +12,14 @@ For every model, every test family gets the same embeddings cut by each rule:
   or an adaptive criterion and band);
 - `own t`: the threshold tuned on the test family's own validation subsets (a reference that needs its labels).
 
-Models: `--pretrained` (the shipped default encoder, each family left out in turn), `--loo FAMILY=FOLDER` (a model
-trained on the other four of the five families, as in the leave_one_out experiment), and
+Models: `--pretrained` (the shipped default encoder, each family left out in turn; with `--by-dataset` also each
+family's whole dataset, so that nothing fitted on the validation subsets saw the family's texts), `--loo
+FAMILY=FOLDER` (a model trained on the other four of the five families, as in the leave_one_out experiment), and
 `--trained FOLDER` (a model trained on the five families, tested on each of them: the in-distribution cost). Speed:
 the clustering time of each rule against the time of `predict` (embedding included) on the same test subsets.
 
-    python benchmarks/adaptive_cut.py --pretrained --loo clinc_intent=runs/.../best ... --trained runs/.../best
+    python benchmarks/adaptive_cut.py --pretrained --by-dataset --families F1 F2 ...
+    python benchmarks/adaptive_cut.py --loo clinc_intent=runs/.../best ... --trained runs/.../best
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from experiments import FIVE, SIX
+from experiments import FIVE, SIX, Experiment
 from provenance import machine_info
 
 from cactus import Cactus
@@ -138,11 +140,21 @@ def evaluate_model(emb: Embedded, tests: dict[str, tuple[float, tuple[str, ...]]
     return {fam: score_rules(emb, fam, rules_for(emb, fam, stored, seen)) for fam, (stored, seen) in tests.items()}
 
 
-def pretrained_tests(emb: Embedded, families: tuple[str, ...]) -> dict:
-    """Leave each family out: the stored threshold is tuned on the other families' validation subsets."""
+def dataset_of(family: str) -> str:
+    """The dataset a benchmark family's texts come from (the runs of the leave_one_dataset_out experiment): families of
+    one dataset share their texts."""
+    for run, (spec, _) in Experiment.load("leave_one_dataset_out").runs.items():
+        if family in spec.test_families:
+            return run
+    return family
+
+
+def pretrained_tests(emb: Embedded, families: tuple[str, ...], by_dataset: bool = False) -> dict:
+    """Leave each family out (`by_dataset`: its whole dataset): the stored threshold, the tuned cut and the learned
+    scorer come from the other families' validation subsets."""
     tests = {}
     for fam in families:
-        others = tuple(f for f in families if f != fam)
+        others = tuple(f for f in families if f != fam and not (by_dataset and dataset_of(f) == dataset_of(fam)))
         sims, labels = emb.pooled_val(others)
         tests[fam] = (tune_threshold(sims, labels, objective=emb.model.config.objective).best_threshold, others)
     return tests
@@ -229,6 +241,8 @@ def main() -> None:
     ap.add_argument("--bench", type=Path, default=Path("data/benchmark"))
     ap.add_argument("--pretrained", action="store_true", help="the default encoder, each family left out in turn")
     ap.add_argument("--families", nargs="+", default=list(SIX), help="families of --pretrained")
+    ap.add_argument("--by-dataset", action="store_true",
+                    help="with --pretrained, also leave out each family's whole dataset")
     ap.add_argument("--loo", nargs="+", default=[], metavar="FAMILY=FOLDER", help="models trained without FAMILY")
     ap.add_argument("--trained", type=Path, default=None, help="a model trained on the five families")
     ap.add_argument("--val-subsets", type=int, default=200)
@@ -242,6 +256,11 @@ def main() -> None:
         models["pretrained encoder (default model), leave one family out"] = run_model(
             emb, pretrained_tests(emb, tuple(args.families)),
             "The shipped default encoder; on each family its threshold comes from the other families.")
+        if args.by_dataset:
+            models["pretrained encoder (default model), leave one dataset out"] = run_model(
+                emb, pretrained_tests(emb, tuple(args.families), by_dataset=True),
+                "The same embeddings; on each family, the stored threshold, the tuned cut and the learned scorer come "
+                "from the families of the other datasets only (families of one dataset share their texts).")
     loo = {}
     for item in args.loo:
         fam, folder = item.split("=", 1)

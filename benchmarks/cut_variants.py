@@ -1,0 +1,145 @@
+"""Variants of the adaptive silhouette cut, each family left out in turn: do any beat the plain one?
+
+The pretrained encoder (the shipped context-free model) embeds the first --subsets validation and test subsets of
+each family once. For each left-out family, its stored threshold is tuned on the other families' validation subsets
+(as `benchmarks/adaptive_cut.py --pretrained` does); every variant then cuts the family's test subsets, and its mean
+test AMI is reported beside the stored threshold and the family's own tuned threshold (which needs its labels):
+
+- plain: the best mean silhouette among the cuts at thresholds in the band (`cactus.cluster.Cut("adaptive")`; a
+  singleton's silhouette is 0);
+- singleton c: a singleton's silhouette counts as c instead of 0 (rewarding cuts that leave entities alone);
+- prior lambda: the mean silhouette minus lambda x the distance from the cut's threshold range to the stored one;
+- within eps, fewest / most merges: among the cuts within eps of the best silhouette, the one with the fewest or the
+  most merges (a one-standard-error rule);
+- per cluster: the mean over clusters of their members' mean silhouette, instead of the mean over entities;
+- other bands.
+
+    python benchmarks/cut_variants.py     # a few minutes on 2 cores; docs/results/cut_variants.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from provenance import machine_info, write_record
+
+from cactus import Cactus
+from cactus.cluster import Dendrogram
+from cactus.cluster.cut import DEFAULT_BAND, _node_tables
+from cactus.cluster.threshold import merge_prefix_scores
+from cactus.data import read_subsets
+
+FAMILIES = ("amazon_category", "banking77", "clinc_domain", "clinc_intent", "clinc_mixed", "hwu64_intent",
+            "hwu64_mixed", "hwu64_scenario", "product_mixed", "product_same")
+GRID = np.round(np.arange(0.0, 0.95, 0.01), 2)
+
+
+class Tree:
+    """One subset's dendrogram, the AMI of each of its cuts, and each entity's silhouette at each cut."""
+
+    def __init__(self, similarity: np.ndarray, labels: list):
+        self.dendrogram = dg = Dendrogram(similarity)
+        self.ami = merge_prefix_scores(dg, labels)["ami"]
+        h = dg.similarities
+        self.upper, self.lower = np.concatenate([[np.inf], h]), np.concatenate([h, [-np.inf]])  # cut k: (lower, upper]
+        n = dg.n_entities
+        self.silhouette = np.full((n, n), np.nan)  # [cut, entity]; nan for a singleton and where undefined
+        distance = 1.0 - dg.rounded
+        np.fill_diagonal(distance, 0.0)
+        size, members, alive = _node_tables(dg)
+        sums = distance @ members
+        mean_to, own_sum = sums / size, np.where(members, sums, 0.0)
+        for k in range(1, n - 1):
+            own = alive[k][None, :] & members
+            own_size = (own * size).sum(-1)
+            a = (own * own_sum).sum(-1) / np.maximum(own_size - 1, 1)
+            b = np.where(alive[k][None, :] & ~members, mean_to, np.inf).min(-1)
+            self.silhouette[k] = np.where(own_size > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), np.nan)
+
+    def at(self, t: float) -> int:
+        return int(np.flatnonzero((self.lower < t) & (t <= self.upper))[0])
+
+    def adaptive(self, t0: float, band=DEFAULT_BAND, singleton=0.0, prior=0.0, eps=0.0, most=False,
+                 per_cluster=False) -> int:
+        n = self.dendrogram.n_entities
+        low, high = band
+        candidate = (self.lower < self.upper) & (self.lower < high) & (self.upper >= low)
+        score = np.full(n, np.nan)
+        for k in range(1, n - 1):
+            s = np.where(np.isnan(self.silhouette[k]), singleton, self.silhouette[k])
+            if per_cluster:
+                ids = self.dendrogram.cut(k)
+                score[k] = np.mean([s[ids == c].mean() for c in np.unique(ids)])
+            else:
+                score[k] = s.mean()
+        if prior:
+            score -= prior * np.where(t0 > self.upper, t0 - self.upper, np.where(t0 <= self.lower, self.lower - t0, 0))
+        ok = candidate & ~np.isnan(score)
+        if not ok.any():
+            return self.at(t0)
+        near = np.flatnonzero(ok & (score >= score[ok].max() - eps - 1e-9))
+        return int(near[-1] if most else near[0])
+
+
+def best_threshold(trees: list[Tree]) -> float:
+    return float(max(GRID, key=lambda t: np.mean([tree.ami[tree.at(t)] for tree in trees])))
+
+
+VARIANTS = {"plain (band 0.05 to 0.7)": {}}
+VARIANTS |= {f"singleton {c}": {"singleton": c} for c in (0.1, 0.2, 0.3, 0.5)}
+VARIANTS |= {f"prior {p}": {"prior": p} for p in (0.5, 1.0, 2.0)}
+VARIANTS |= {f"within {e}, {'most' if m else 'fewest'} merges": {"eps": e, "most": m}
+             for e in (0.01, 0.02, 0.05) for m in (False, True)}
+VARIANTS |= {"per cluster": {"per_cluster": True}}
+VARIANTS |= {f"band {lo} to {hi}": {"band": (lo, hi)} for lo, hi in ((0.1, 0.7), (0.15, 0.7), (0.05, 0.6),
+                                                                       (0.05, 0.8), (0.2, 0.6))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", type=Path, default=Path("data/benchmark"))
+    ap.add_argument("--families", nargs="+", default=list(FAMILIES))
+    ap.add_argument("--subsets", type=int, default=200)
+    ap.add_argument("--out", default="docs/results/cut_variants")
+    args = ap.parse_args()
+    model = Cactus.from_pretrained("context-free", device="cpu")
+    trees = {}
+    for family in args.families:
+        for split in ("val", "test"):
+            subsets = read_subsets(args.bench / family / f"{split}.jsonl")[: args.subsets]
+            trees[family, split] = [Tree(s, x.labels) for s, x in zip(model.similarities(subsets), subsets)]
+    rows = {}
+    for family in args.families:
+        t0 = best_threshold([t for f in args.families if f != family for t in trees[f, "val"]])
+        own = best_threshold(trees[family, "val"])
+        test = trees[family, "test"]
+        row = {"stored t": float(np.mean([t.ami[t.at(t0)] for t in test])),
+               "own t": float(np.mean([t.ami[t.at(own)] for t in test]))}
+        for name, options in VARIANTS.items():
+            row[name] = float(np.mean([t.ami[t.adaptive(t0, **options)] for t in test]))
+        rows[family] = row
+        print(family, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    mean = {name: float(np.mean([rows[f][name] for f in args.families])) for name in rows[args.families[0]]}
+    record = {"command": " ".join(["python benchmarks/cut_variants.py", *sys.argv[1:]]),
+              "date": date.today().isoformat(), "args": vars(args) | {"bench": str(args.bench)}, "families": rows,
+              "mean": mean, "machine": machine_info()}
+    plain = mean["plain (band 0.05 to 0.7)"]
+    lines = ["# Variants of the adaptive silhouette cut, each family left out", "",
+             f"`{record['command']}` ({record['date']}): the context-free model, the first {args.subsets} validation "
+             "and test subsets of each family; stored t tuned on the other families' validation subsets, own t on "
+             "the family's own. Mean test AMI over the families:", "",
+             "| cut | mean AMI | minus plain |", "|---|---:|---:|"]
+    lines += [f"| {name} | {value:.4f} | {value - plain:+.4f} |" for name, value in mean.items()]
+    lines += ["", "Per family:", "", "| family | " + " | ".join(mean) + " |", "|---|" + "---:|" * len(mean)]
+    lines += [f"| {f} | " + " | ".join(f"{rows[f][name]:.3f}" for name in mean) + " |" for f in args.families]
+    lines.append("")
+    write_record(args.out, record, "\n".join(lines))
+    print("\n".join(lines[:len(mean) + 6]))
+
+
+if __name__ == "__main__":
+    main()
