@@ -98,18 +98,23 @@ def test_answers_equal_predict_in_request_order(server, tiny_backbone):
                                                                 "similarities": None}
 
 
-def test_concurrent_requests_are_batched_and_answered_alone(server, tiny_backbone):
-    """32 requests at once, each one subset: every answer is its own subset's, equal to predict on it alone."""
+def check_concurrent_answers(url: str, backbone: str, requests: int, clients: int) -> None:
+    """`requests` requests from `clients` clients at once, each one subset: every answer is its own subset's, equal to
+    predict on it alone."""
     texts = [t for s in SUBSETS for t in s["texts"]]
-    bodies = [{"subsets": [{"id": f"r{i}", "texts": texts[i % 5: i % 5 + 2 + i % 4]}]} for i in range(32)]
-    with ThreadPoolExecutor(32) as pool:
-        answers = list(pool.map(lambda body: call(server, "/v1/cluster", body), bodies))
-    model = Cactus(tiny_backbone, device="cpu")
+    bodies = [{"subsets": [{"id": f"r{i}", "texts": texts[i % 5: i % 5 + 2 + i % 4]}]} for i in range(requests)]
+    with ThreadPoolExecutor(clients) as pool:
+        answers = list(pool.map(lambda body: call(url, "/v1/cluster", body), bodies))
+    model = Cactus(backbone, device="cpu")
     for body, (status, answer) in zip(bodies, answers):
         sent = body["subsets"][0]
         assert status == 200 and answer["subsets"][0]["id"] == sent["id"]
         want = model.predict([Subset(sent["id"], sent["texts"])], threshold=0.5)[0]
         assert answer["subsets"][0]["cluster_ids"] == want.tolist()
+
+
+def test_concurrent_requests_are_batched_and_answered_alone(server, tiny_backbone):
+    check_concurrent_answers(server, tiny_backbone, requests=32, clients=32)
 
 
 @pytest.mark.parametrize("body, status, message", [
@@ -158,15 +163,7 @@ def test_shutdown_finishes_the_requests_in_flight(tiny_backbone):
 def test_workers_each_load_the_model_and_answer_as_predict(tiny_backbone):
     proc, url = start(tiny_backbone, "--workers", "2")
     try:
-        texts = [t for s in SUBSETS for t in s["texts"]]
-        bodies = [{"subsets": [{"id": f"r{i}", "texts": texts[i % 5: i % 5 + 2 + i % 4]}]} for i in range(16)]
-        with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda body: call(url, "/v1/cluster", body), bodies))
-        model = Cactus(tiny_backbone, device="cpu")
-        for body, (status, answer) in zip(bodies, answers):
-            sent = body["subsets"][0]
-            want = model.predict([Subset(sent["id"], sent["texts"])], threshold=0.5)[0]
-            assert status == 200 and answer["subsets"][0]["cluster_ids"] == want.tolist()
+        check_concurrent_answers(url, tiny_backbone, requests=16, clients=8)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
