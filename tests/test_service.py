@@ -145,12 +145,13 @@ def test_metrics_count_requests_and_batches(server):
 
 def test_shutdown_finishes_the_requests_in_flight(tiny_backbone):
     proc, url = start(tiny_backbone)
-    texts = [f"item {i} of the catalogue, model {i % 97}" for i in range(20)]
+    # 100,000 entities (a 4 MB body, inside the default limits): seconds of work even on an idle machine
+    texts = [f"item {i} of the catalogue, model {i % 97}" for i in range(100)]
     body = {"subsets": [{"id": i, "texts": texts} for i in range(1000)]}
     answer = {}
     sender = threading.Thread(target=lambda: answer.update(zip(("status", "body"), call(url, "/v1/cluster", body))))
     sender.start()
-    time.sleep(1.0)
+    time.sleep(0.5)
     assert sender.is_alive(), "the request finished before the shutdown: make it larger"
     proc.send_signal(signal.SIGTERM)
     sender.join(timeout=120)
