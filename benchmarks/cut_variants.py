@@ -1,12 +1,13 @@
 """Variants of the adaptive silhouette cut, each family left out in turn: do any beat the plain one?
 
-The pretrained encoder (the shipped context-free model) embeds the first --subsets validation and test subsets of
-each family once. For each left-out family, its stored threshold is tuned on the other families' validation subsets
-(as `benchmarks/adaptive_cut.py --pretrained` does); every variant then cuts the family's test subsets, and its mean
-test AMI is reported beside the stored threshold and the family's own tuned threshold (which needs its labels):
+The pretrained encoder (the shipped context-free model) embeds the first --subsets validation and test subsets of each
+family once. For each left-out family, its stored threshold is tuned (`tune_threshold`, the model's objective) on the
+other families' validation subsets, as `benchmarks/adaptive_cut.py --pretrained` does; every variant then cuts the
+family's test subsets, and its mean test AMI is reported beside the stored threshold and the family's own tuned
+threshold (which needs its labels):
 
-- plain: the best mean silhouette among the cuts at thresholds in the band (`cactus.cluster.Cut("adaptive")`; a
-  singleton's silhouette is 0);
+- plain: the library's adaptive cut (`cactus.cluster.Cut("adaptive")`): the best mean silhouette among the cuts at
+  thresholds in the band, a singleton's silhouette counting 0;
 - singleton c: a singleton's silhouette counts as c instead of 0 (rewarding cuts that leave entities alone);
 - prior lambda: the mean silhouette minus lambda x the distance from the cut's threshold range to the stored one;
 - within eps, fewest / most merges: among the cuts within eps of the best silhouette, the one with the fewest or the
@@ -20,22 +21,20 @@ test AMI is reported beside the stored threshold and the family's own tuned thre
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-from provenance import machine_info, write_record
+from provenance import command_line, machine_info, write_record
 
 from cactus import Cactus
-from cactus.cluster import Dendrogram
-from cactus.cluster.cut import DEFAULT_BAND, _node_tables
+from cactus.cluster import Cut, Dendrogram, tune_threshold
+from cactus.cluster.cut import DEFAULT_BAND, _bounds, choose_cut, entity_silhouettes
 from cactus.cluster.threshold import merge_prefix_scores
 from cactus.data import read_subsets
 
 FAMILIES = ("amazon_category", "banking77", "clinc_domain", "clinc_intent", "clinc_mixed", "hwu64_intent",
             "hwu64_mixed", "hwu64_scenario", "product_mixed", "product_same")
-GRID = np.round(np.arange(0.0, 0.95, 0.01), 2)
 
 
 class Tree:
@@ -44,24 +43,13 @@ class Tree:
     def __init__(self, similarity: np.ndarray, labels: list):
         self.dendrogram = dg = Dendrogram(similarity)
         self.ami = merge_prefix_scores(dg, labels)["ami"]
-        h = dg.similarities
-        self.upper, self.lower = np.concatenate([[np.inf], h]), np.concatenate([h, [-np.inf]])  # cut k: (lower, upper]
+        self.upper, self.lower = _bounds(dg)  # cut k holds for lower[k] < t <= upper[k]
         n = dg.n_entities
         self.silhouette = np.full((n, n), np.nan)  # [cut, entity]; nan for a singleton and where undefined
-        distance = 1.0 - dg.rounded
-        np.fill_diagonal(distance, 0.0)
-        size, members, alive = _node_tables(dg)
-        sums = distance @ members
-        mean_to, own_sum = sums / size, np.where(members, sums, 0.0)
-        for k in range(1, n - 1):
-            own = alive[k][None, :] & members
-            own_size = (own * size).sum(-1)
-            a = (own * own_sum).sum(-1) / np.maximum(own_size - 1, 1)
-            b = np.where(alive[k][None, :] & ~members, mean_to, np.inf).min(-1)
-            self.silhouette[k] = np.where(own_size > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), np.nan)
+        self.silhouette[1: n - 1] = entity_silhouettes(dg, np.arange(1, n - 1))
 
     def at(self, t: float) -> int:
-        return int(np.flatnonzero((self.lower < t) & (t <= self.upper))[0])
+        return int(self.dendrogram.merges_at(t))
 
     def adaptive(self, t0: float, band=DEFAULT_BAND, singleton=0.0, prior=0.0, eps=0.0, most=False,
                  per_cluster=False) -> int:
@@ -85,12 +73,8 @@ class Tree:
         return int(near[-1] if most else near[0])
 
 
-def best_threshold(trees: list[Tree]) -> float:
-    return float(max(GRID, key=lambda t: np.mean([tree.ami[tree.at(t)] for tree in trees])))
-
-
-VARIANTS = {"plain (band 0.05 to 0.7)": {}}
-VARIANTS |= {f"singleton {c}": {"singleton": c} for c in (0.1, 0.2, 0.3, 0.5)}
+PLAIN = "plain (band 0.05 to 0.7)"
+VARIANTS = {f"singleton {c}": {"singleton": c} for c in (0.1, 0.2, 0.3, 0.5)}
 VARIANTS |= {f"prior {p}": {"prior": p} for p in (0.5, 1.0, 2.0)}
 VARIANTS |= {f"within {e}, {'most' if m else 'fewest'} merges": {"eps": e, "most": m}
              for e in (0.01, 0.02, 0.05) for m in (False, True)}
@@ -107,27 +91,37 @@ def main() -> None:
     ap.add_argument("--out", default="docs/results/cut_variants")
     args = ap.parse_args()
     model = Cactus.from_pretrained("context-free", device="cpu")
-    trees = {}
+    trees, val = {}, {}
     for family in args.families:
         for split in ("val", "test"):
             subsets = read_subsets(args.bench / family / f"{split}.jsonl")[: args.subsets]
-            trees[family, split] = [Tree(s, x.labels) for s, x in zip(model.similarities(subsets), subsets)]
+            sims = model.similarities(subsets)
+            trees[family, split] = [Tree(s, x.labels) for s, x in zip(sims, subsets)]
+            if split == "val":
+                val[family] = (sims, [x.labels for x in subsets])
+
+    def tuned(families: list[str]) -> float:
+        """The threshold `tune_threshold` chooses on these families' validation subsets together."""
+        sims = [s for f in families for s in val[f][0]]
+        return tune_threshold(sims, [y for f in families for y in val[f][1]],
+                              objective=model.config.objective).best_threshold
+
     rows = {}
     for family in args.families:
-        t0 = best_threshold([t for f in args.families if f != family for t in trees[f, "val"]])
-        own = best_threshold(trees[family, "val"])
+        t0, own = tuned([f for f in args.families if f != family]), tuned([family])
         test = trees[family, "test"]
         row = {"stored t": float(np.mean([t.ami[t.at(t0)] for t in test])),
-               "own t": float(np.mean([t.ami[t.at(own)] for t in test]))}
+               "own t": float(np.mean([t.ami[t.at(own)] for t in test])),
+               PLAIN: float(np.mean([t.ami[choose_cut(t.dendrogram, Cut("adaptive"), t0)] for t in test]))}
         for name, options in VARIANTS.items():
             row[name] = float(np.mean([t.ami[t.adaptive(t0, **options)] for t in test]))
         rows[family] = row
         print(family, {k: round(v, 3) for k, v in row.items()}, flush=True)
     mean = {name: float(np.mean([rows[f][name] for f in args.families])) for name in rows[args.families[0]]}
-    record = {"command": " ".join(["python benchmarks/cut_variants.py", *sys.argv[1:]]),
+    record = {"command": command_line(),
               "date": date.today().isoformat(), "args": vars(args) | {"bench": str(args.bench)}, "families": rows,
               "mean": mean, "machine": machine_info()}
-    plain = mean["plain (band 0.05 to 0.7)"]
+    plain = mean[PLAIN]
     lines = ["# Variants of the adaptive silhouette cut, each family left out", "",
              f"`{record['command']}` ({record['date']}): the context-free model, the first {args.subsets} validation "
              "and test subsets of each family; stored t tuned on the other families' validation subsets, own t on "

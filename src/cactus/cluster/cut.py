@@ -115,14 +115,11 @@ def _node_tables(dendrogram: Dendrogram) -> tuple[np.ndarray, np.ndarray, np.nda
     return size, members, (created <= k) & (k < merged)
 
 
-def silhouettes(dendrogram: Dendrogram, cuts: np.ndarray | None = None) -> np.ndarray:
-    """(n,) mean silhouette on cosine distance of every cut, or of the (n,) bool `cuts` only (nan elsewhere); nan for
-    one cluster or n clusters."""
+def entity_silhouettes(dendrogram: Dendrogram, ks: np.ndarray) -> np.ndarray:
+    """(len(ks), n) every entity's silhouette on cosine distance at each cut in `ks` (cuts 1 .. n - 2, which have 2
+    to n - 1 clusters); nan for an entity alone in its cluster."""
     n = dendrogram.n_entities
-    out = np.full(n, np.nan)
-    wanted = np.zeros(n, dtype=bool)
-    wanted[1: n - 1] = True  # cuts 1 .. n - 2 have 2 .. n - 1 clusters
-    ks = np.flatnonzero(wanted if cuts is None else wanted & cuts)
+    out = np.full((len(ks), n), np.nan)
     if len(ks) == 0:
         return out
     distance = 1.0 - dendrogram.rounded
@@ -132,14 +129,25 @@ def silhouettes(dendrogram: Dendrogram, cuts: np.ndarray | None = None) -> np.nd
     mean_to = sums / size
     own_sum = np.where(members, sums, 0.0)
     step = max(1, _CHUNK // (n * (2 * n - 1)))
-    for chunk in np.array_split(ks, -(-len(ks) // step)):
-        live = alive[chunk, None, :]  # (c, 1, 2n - 1)
+    for rows in np.array_split(np.arange(len(ks)), -(-len(ks) // step)):
+        live = alive[ks[rows], None, :]  # (c, 1, 2n - 1)
         own = live & members[None]  # (c, n, 2n - 1): the one live node holding each entity
         own_size = (own * size).sum(-1)
         a = (own * own_sum).sum(-1) / np.maximum(own_size - 1, 1)
         b = np.where(live & ~members[None], mean_to[None], np.inf).min(-1)
-        s = np.where(own_size > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
-        out[chunk] = s.mean(-1)
+        out[rows] = np.where(own_size > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), np.nan)
+    return out
+
+
+def silhouettes(dendrogram: Dendrogram, cuts: np.ndarray | None = None) -> np.ndarray:
+    """(n,) mean silhouette on cosine distance of every cut, or of the (n,) bool `cuts` only (nan elsewhere), an entity
+    alone in its cluster counting 0; nan for one cluster or n clusters."""
+    n = dendrogram.n_entities
+    out = np.full(n, np.nan)
+    wanted = np.zeros(n, dtype=bool)
+    wanted[1: n - 1] = True  # cuts 1 .. n - 2 have 2 .. n - 1 clusters
+    ks = np.flatnonzero(wanted if cuts is None else wanted & cuts)
+    out[ks] = np.nan_to_num(entity_silhouettes(dendrogram, ks), nan=0.0).mean(-1)
     return out
 
 
