@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 from experiments import FIVE, SIX, Experiment
-from provenance import machine_info
+from provenance import command_line, machine_info
 
 from cactus import Cactus
 from cactus.cluster import CRITERIA, Cut, Dendrogram, cut_cluster, tune_cut, tune_threshold
@@ -140,21 +139,20 @@ def evaluate_model(emb: Embedded, tests: dict[str, tuple[float, tuple[str, ...]]
     return {fam: score_rules(emb, fam, rules_for(emb, fam, stored, seen)) for fam, (stored, seen) in tests.items()}
 
 
-def dataset_of(family: str) -> str:
-    """The dataset a benchmark family's texts come from (the runs of the leave_one_dataset_out experiment): families of
-    one dataset share their texts."""
-    for run, (spec, _) in Experiment.load("leave_one_dataset_out").runs.items():
-        if family in spec.test_families:
-            return run
-    return family
+def datasets() -> dict[str, str]:
+    """family -> the dataset its texts come from (the runs of the leave_one_dataset_out experiment): families of one
+    dataset share their texts."""
+    return {family: run for run, (spec, _) in Experiment.load("leave_one_dataset_out").runs.items()
+            for family in spec.test_families}
 
 
 def pretrained_tests(emb: Embedded, families: tuple[str, ...], by_dataset: bool = False) -> dict:
     """Leave each family out (`by_dataset`: its whole dataset): the stored threshold, the tuned cut and the learned
     scorer come from the other families' validation subsets."""
+    source = datasets() if by_dataset else {f: f for f in families}  # what is left out with each family
     tests = {}
     for fam in families:
-        others = tuple(f for f in families if f != fam and not (by_dataset and dataset_of(f) == dataset_of(fam)))
+        others = tuple(f for f in families if source.get(f, f) != source.get(fam, fam))
         sims, labels = emb.pooled_val(others)
         tests[fam] = (tune_threshold(sims, labels, objective=emb.model.config.objective).best_threshold, others)
     return tests
@@ -276,7 +274,7 @@ def main() -> None:
         stored = emb.model.threshold_
         models["trained on the five families (in distribution)"] = run_model(
             emb, {f: (stored, FIVE) for f in FIVE}, "The same model on the test subsets of the families it trained on.")
-    command = "python benchmarks/adaptive_cut.py " + " ".join(sys.argv[1:])
+    command = command_line()
     record = {"commands": [command], "date": date.today().isoformat(), "val_subsets": args.val_subsets,
               "test_subsets": args.test_subsets, "models": {}, "machine": machine_info()}
     out = args.out.with_suffix(".json")

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import torch
-from provenance import machine_info
+from provenance import command_line, machine_info
 
 from cactus.encoder import ATTENTION_MODES, SetEncoder, attention_implementation, load_backbone
 from cactus.text.tokenize import SubsetBatch
@@ -207,7 +207,7 @@ def main() -> None:
         print(json.dumps({k: rows[-1][k] for k in ("n", "time_ms", "peak_mib")}), flush=True)
 
     result = {
-        "command": " ".join(["python benchmarks/attention_speed.py", *sys.argv[1:]]),
+        "command": command_line(),
         "backbone": args.backbone,
         "machine": machine_info(layers=model.config.num_hidden_layers, hidden=model.config.hidden_size),
         "tokens_per_entity": TOKENS,

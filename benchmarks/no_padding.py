@@ -327,7 +327,7 @@ def main() -> None:
     args = ap.parse_args()
 
     result = measure(args)
-    from provenance import machine_info, write_record
+    from provenance import command_line, machine_info, write_record
 
     import torch
 
@@ -335,7 +335,7 @@ def main() -> None:
     import subprocess
 
     before = subprocess.run(["git", "-C", args.before_src, "rev-parse", "HEAD"], capture_output=True, text=True)
-    record = {"command": "python benchmarks/no_padding.py " + " ".join(sys.argv[1:]), "result": result,
+    record = {"command": command_line(), "result": result,
               "machine": machine_info(before_src=args.before_src, before_commit=before.stdout.strip() or None)}
     record["summary"] = summarise(result)
     write_record(args.out, record, report(record), plot)

@@ -15,12 +15,11 @@ import argparse
 import collections
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from provenance import machine_info, write_record
+from provenance import command_line, machine_info, write_record
 
 from cactus import Cactus
 from cactus.data import read_subsets
@@ -67,7 +66,7 @@ def main() -> None:
     entities = sum(map(len, subsets))
     with tempfile.TemporaryDirectory(prefix="cactus-onnx-profile-") as tmp:
         results = {mode: profile(name, subsets, Path(tmp) / mode) for mode, name in MODELS.items()}
-    record = {"command": " ".join(["python benchmarks/onnx_profile.py", *sys.argv[1:]]), "args": vars(args) | {
+    record = {"command": command_line(), "args": vars(args) | {
         "bench": str(args.bench)}, "entities": entities, "results": results, "machine": machine_info()}
     nia, sia = (results[m]["kernel_us"] for m in MODELS)
     total = {m: sum(r["kernel_us"].values()) for m, r in results.items()}

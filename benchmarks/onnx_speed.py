@@ -54,7 +54,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from provenance import machine_info, write_record
+from provenance import command_line, machine_info, write_record
 
 HERE = Path(__file__).resolve().parent
 SPEED_FAMILIES = ("clinc_intent", "amazon_category")
@@ -507,7 +507,7 @@ def main() -> None:
         cosines(Path(tmp), results)
 
     record = {
-        "command": " ".join(["python benchmarks/onnx_speed.py", *sys.argv[1:]]),
+        "command": command_line(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "settings": {"threads": cores(), "speed_families": list(SPEED_FAMILIES), "speed_subsets": args.speed_subsets,
                      "passes": args.passes, "quality_families": quality_families,

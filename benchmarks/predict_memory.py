@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from provenance import machine_info, write_record
+from provenance import command_line, machine_info, write_record
 
 from cactus.data import Subset, write_subsets
 
@@ -101,7 +101,7 @@ def main() -> None:
     for row in rows:
         row["rss_ratio"] = round(row["peak_rss_mib"] / base["peak_rss_mib"], 3)
     record = {"model": args.model, "chunk_subsets": args.chunk_subsets, "rows": rows,
-              "command": "python benchmarks/predict_memory.py " + " ".join(sys.argv[1:]),
+              "command": command_line(),
               "machine": machine_info()}
     tiny = " (a tiny random BERT: what grows with the file is the I/O path, not the encoder)"
     lines = [

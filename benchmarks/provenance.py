@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 
 
@@ -20,6 +22,12 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def command_line() -> str:
+    """The command that runs this script, as its record states it: `python benchmarks/<script>.py` and its
+    arguments, quoted for a shell."""
+    return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
 def machine_info(**extra) -> dict:

@@ -35,7 +35,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from provenance import machine_info, write_record
+from provenance import command_line, machine_info, write_record
 
 from cactus.data import Subset, read_subsets
 
@@ -141,15 +141,19 @@ def soak(url: str, pid: int, bodies: list[bytes], clients: int, seconds: float, 
 
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     start = time.perf_counter()
+    samples = []
+
+    def sample() -> None:
+        samples.append({"s": time.perf_counter() - start, "rss_mib": rss_kib(pid) / 1024, "answered": answered[0]})
+
     for t in threads:
         t.start()
-    samples = []
     while time.perf_counter() < deadline:
-        samples.append({"s": time.perf_counter() - start, "rss_mib": rss_kib(pid) / 1024, "answered": answered[0]})
+        sample()
         time.sleep(every)
     for t in threads:
         t.join()
-    samples.append({"s": time.perf_counter() - start, "rss_mib": rss_kib(pid) / 1024, "answered": answered[0]})
+    sample()
     return {"clients": clients, "seconds": samples[-1]["s"], "requests": answered[0], "non_2xx": failed[0],
             "samples": samples}
 
@@ -215,7 +219,7 @@ def main() -> None:
                for c, b, n in zip(args.clients, results["batching"], results["no batching"])}
     workers = {c: w["requests_per_s"] / b["requests_per_s"]
                for c, b, w in zip(args.clients, results["batching"], results["2 workers, batching"])}
-    record = {"command": "python benchmarks/service_load.py " + " ".join(sys.argv[1:]), "args": vars(args),
+    record = {"command": command_line(), "args": vars(args),
               "results": results, "batching_speedup": speedup, "workers_speedup": workers, "encoder_gain": ceiling,
               "soak": soaked, "machine": machine_info()}
     lines = ["# Service load test (loopback)", "", f"`{record['command']}`: one subset of {args.entities} entities per "

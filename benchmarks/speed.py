@@ -48,7 +48,7 @@ from pathlib import Path
 
 import accelerate
 import torch
-from provenance import machine_info
+from provenance import command_line, machine_info
 
 from cactus import Cactus
 from cactus.data import read_subsets
@@ -324,7 +324,7 @@ def main() -> None:
         memory = {phase: {m: {"work_mib": None, "process_mib": None} for m in MODES} for phase in memory}
 
     result = {
-        "command": " ".join(["python benchmarks/speed.py", *sys.argv[1:]]),
+        "command": command_line(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "family": args.family,
         "settings": {"steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from provenance import machine_info, write_record
+from provenance import command_line, machine_info, write_record
 
 # (name, mixed precision, subsets per step, parts per step)
 VARIANTS = [
@@ -87,7 +87,7 @@ def main() -> None:
         r["rss_ratio"] = round(r["peak_rss_mib"] / base[r["batch_size"]]["peak_rss_mib"], 3)
     record = {"data": args.data, "steps": args.steps, "val_subsets": args.val, "rows": rows,
               "cpu_bf16_flags": cpu_flags(),
-              "command": "python benchmarks/train_precision.py " + " ".join(sys.argv[1:]), "machine": machine_info()}
+              "command": command_line(), "machine": machine_info()}
     lines = [
         "# Training cost of bf16 autocast and gradient accumulation", "",
         f"`cactus train --model context-free --attention sia` on {args.data}, {args.steps} steps each, seed 0, each "

@@ -70,8 +70,8 @@ class SubsetPredictor:
     def __call__(self, batch: dict) -> dict:
         lines = [line for line in batch["text"] if line.strip()]
         subsets = [subset_of_line(line, self.source, None) for line in lines]
-        answers = self.model.predict_iter(subsets, threshold=self.threshold, cut=self.cut, describe=self.describe,
-                                          chunk_subsets=max(1, len(subsets)))
+        answers = (self.model.describe if self.describe else self.model.predict)(subsets, threshold=self.threshold,
+                                                                                cut=self.cut)
         names = OUTPUT_COLUMNS + (DESCRIPTION_FIELDS[True] if self.describe else ())
         out: dict[str, list] = {name: [] for name in names}
         for s, answer in zip(subsets, answers):
