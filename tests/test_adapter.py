@@ -102,6 +102,24 @@ def test_lora_training_moves_the_adapter_alone_and_resumes_exactly(tiny_backbone
     assert all(torch.equal(v, again[k]) for k, v in state.items())
 
 
+def test_validation_folds_the_adapter_and_training_goes_on_unfolded(tiny_backbone, data, tmp_path, one_thread):
+    # Validation runs the adapter folded into the weights, as prediction does; a step after it must see the weights
+    # as they were, so validating after every step trains exactly as validating at the end only.
+    def adapter_after(eval_every, folder):
+        model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+        config = TrainingConfig(lr=1e-2, max_steps=3, eval_every=eval_every, lora_rank=4, progress=False,
+                                restore_best=False)
+        Trainer(model, config, folder).train(data["train"], data["val"])
+        evals = [r for r in map(json.loads, (folder / "train_log.jsonl").read_text().splitlines())
+                 if r["type"] == "eval"]
+        return {k: v for k, v in model.encoder.backbone.state_dict().items() if ".lora_" in k}, len(evals)
+
+    often, n_often = adapter_after(1, tmp_path / "often")
+    once, n_once = adapter_after(None, tmp_path / "once")
+    assert n_often == 3 and n_once < 3  # the other run validates at the epoch end (step 2) and the end
+    assert often and all(torch.equal(v, once[k]) for k, v in often.items())
+
+
 def test_full_training_of_an_adapter_model_merges_it_first(tiny_backbone, data, examples, tmp_path):
     model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
     model.add_adapter(LoraSpec(rank=2))
