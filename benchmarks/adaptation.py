@@ -8,7 +8,8 @@ family (--families, default: every one) and each --sizes n: the first n training
 validated every 50 steps), then `tune_cut` on the same validation subsets, then the first 80 test subsets scored
 with the model's cut. Wall time covers the training and the cut choice. References, on the same test subsets, from
 docs/results/default_model.json: the context-free model at its stored threshold, and the pretrained encoder at a
-threshold tuned on the family's own validation subsets.
+threshold tuned on the family's own validation subsets; per size, the mean difference from each over the families,
+with a 95% paired bootstrap interval (test subsets resampled within each family).
 
     python benchmarks/adaptation.py     # writes docs/results/adaptation.{json,md}, row by row; a rerun keeps the
                                         # rows there and measures the rest
@@ -25,6 +26,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from default_model import paired_difference
 from experiments import Experiment
 from experiments.spec import REPO
 from experiments.store import default_dirs, training_folder
@@ -74,11 +76,21 @@ def main() -> None:
     reference = json.loads(Path(args.default_record).read_text())["per_subset"]
     _, work = default_dirs(False)
     done = Path(args.out).with_suffix(".json")
-    rows = json.loads(done.read_text())["rows"] if done.is_file() else []  # rows measured before are kept
+    before = json.loads(done.read_text()) if done.is_file() else {"rows": [], "date": date.today().isoformat()}
+    rows = before["rows"]  # rows measured before are kept
+    measured = before["date"]  # the record's date: the day its last row was measured
+
+    def write() -> None:
+        record = record_of(rows, args.threads, reference, measured)
+        write_record(args.out, record, markdown(record))
+
     for label, (spec, _) in Experiment.load(EXPERIMENT).runs.items():
+        if spec.interpolate != 1.0:  # the same trained models, interpolated: adaptation starts from the trained one
+            continue
         start = training_folder(work, spec, 0) / "train" / "best"
         for family in spec.test_families:
-            if args.families and family not in args.families:
+            sizes = [n for n in args.sizes if not any(r["family"] == family and r["train_subsets"] == n for r in rows)]
+            if not sizes or (args.families and family not in args.families):
                 continue
             if not start.is_dir():
                 print(f"{label}: no best model yet; {family} left out")
@@ -86,9 +98,7 @@ def main() -> None:
             train_pool = read_subsets(bench / family / "train.jsonl")
             val = read_subsets(bench / family / "val.jsonl")[: args.val_subsets]
             test = read_subsets(bench / family / "test.jsonl")[: args.test_subsets]
-            for n in args.sizes:
-                if any(r["family"] == family and r["train_subsets"] == n for r in rows):
-                    continue
+            for n in sizes:
                 result = adapt(start, train_pool[:n], val, test, seed=0)
                 row = {"family": family, "start": label, "train_subsets": n, "val_subsets": len(val),
                        "minutes": result["seconds"] / 60, "cut": result["cut"], "threshold": result["threshold"],
@@ -98,12 +108,25 @@ def main() -> None:
                        "load_at_end": round(os.getloadavg()[0], 1), "after_per_subset": result["after"]}
                 rows.append(row)
                 print({k: v for k, v in row.items() if k != "after_per_subset"}, flush=True)
-                write_record(args.out, record_of(rows, args.threads), markdown(record_of(rows, args.threads)))
+                measured = date.today().isoformat()
+                write()
+    write()
 
 
-def record_of(rows: list[dict], threads: int) -> dict:
-    return {"command": "python benchmarks/adaptation.py", "date": date.today().isoformat(), "recipe": RECIPE,
-            "rows": rows, "machine": machine_info(threads=threads)}
+def record_of(rows: list[dict], threads: int, reference: dict, measured: str) -> dict:
+    summary = {}
+    for n in sorted({r["train_subsets"] for r in rows}):
+        after = {r["family"]: np.asarray(r["after_per_subset"]) for r in rows if r["train_subsets"] == n}
+        summary[str(n)] = {
+            "families": len(after), "mean_after": float(np.mean([v.mean() for v in after.values()])),
+            "longest_minutes": max(r["minutes"] for r in rows if r["train_subsets"] == n),
+            **{f"after - {key}": paired_difference(after, {f: np.asarray(reference[key][f]) for f in after},
+                                                   relative=False)
+               for key in ("pretrained, own t", "context-free, stored t")},
+            "at_least_pretrained_own_t": int(sum(v.mean() >= np.mean(reference["pretrained, own t"][f])
+                                                 for f, v in after.items()))}
+    return {"command": "python benchmarks/adaptation.py", "date": measured, "recipe": RECIPE, "rows": rows,
+            "summary": summary, "machine": machine_info(threads=threads)}
 
 
 def markdown(rec: dict) -> str:
@@ -124,12 +147,13 @@ def markdown(rec: dict) -> str:
           f"{r['cut']}, t {r['threshold']:.2f} |" for r in rows],
         "",
     ]
-    for n in sorted({r["train_subsets"] for r in rows}):
-        sel = [r for r in rows if r["train_subsets"] == n]
-        beat = sum(r["after"] >= r["pretrained_own_t"] for r in sel)
-        lines.append(f"- {n} subsets: mean after {np.mean([r['after'] for r in sel]):.3f} against the pretrained "
-                     f"encoder at its own threshold {np.mean([r['pretrained_own_t'] for r in sel]):.3f}; at least it "
-                     f"on {beat} of {len(sel)} families; longest {max(r['minutes'] for r in sel):.1f} minutes.")
+    for n, s in rec["summary"].items():
+        own, free = s["after - pretrained, own t"], s["after - context-free, stored t"]
+        lines.append(f"- {n} subsets: mean after {s['mean_after']:.3f}; minus the pretrained encoder at its own "
+                     f"threshold {own['point']:+.3f} ({own['ci'][0]:+.3f} to {own['ci'][1]:+.3f}), at least it on "
+                     f"{s['at_least_pretrained_own_t']} of {s['families']} families; minus the context-free model at "
+                     f"its stored threshold {free['point']:+.3f} ({free['ci'][0]:+.3f} to {free['ci'][1]:+.3f}); "
+                     f"longest {s['longest_minutes']:.1f} minutes.")
     return "\n".join(lines) + "\n"
 
 
