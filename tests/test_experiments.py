@@ -203,9 +203,11 @@ def test_paired_gain_over_the_reference():
     assert paired_gain(noisy, ref) is None
 
 
-def test_interpolated_runs_share_the_training_and_end_at_the_start(tiny_backbone, tmp_path):
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_interpolated_runs_share_the_training_and_end_at_the_start(tiny_backbone, tmp_path, lora_rank):
     """Runs that differ only in `interpolate` train once; interpolate 0 gives back the starting encoder, which tunes
-    the same threshold and scores the same as the untrained run."""
+    the same threshold and scores the same as the untrained run: with every weight trained, and with an adapter
+    (whose update is scaled)."""
     import torch
 
     from cactus import Cactus
@@ -214,7 +216,7 @@ def test_interpolated_runs_share_the_training_and_end_at_the_start(tiny_backbone
     build_benchmarks(SHARED_DATA, tmp_path / "bench", families=tuple(families), n_train=8, n_val=4, n_test=4,
                      progress=False)
     small = {"train_families": families, "test_families": families, "train_subsets": 8, "val_subsets": 3,
-             "test_subsets": 3, "steps": 3}
+             "test_subsets": 3, "steps": 3, "lora_rank": lora_rank}
     config = tmp_path / "wise.json"
     config.write_text(json.dumps({"description": "wise", "runs": {
         "trained": small, "halfway": {**small, "interpolate": 0.5}, "start": {**small, "interpolate": 0.0},
