@@ -4,9 +4,11 @@
 2. Runs the experiment `default_model` (benchmarks/configs/default_model.json; the runner resumes a run cut short):
    SIA trained on the training subsets of all benchmark families together, once with a LoRA adapter and once on
    every weight, for the same steps, and the pretrained encoder beside them.
-3. Makes the LoRA run's best model the default: its cut (the stored threshold or an adaptive rule) is chosen by
-   `Cactus.tune_cut` on the validation subsets of all families together, and it is written, as its adapter alone,
-   to src/cactus/models/default (with `--write`).
+3. Makes the LoRA run's best model the default: interpolated towards the pretrained encoder by the weight of the
+   experiment's interpolated run (`Cactus.interpolate`, the adapter's update scaled; the weight chosen by
+   leave-one-dataset-out, benchmarks/leave_one_out.py), its cut (the stored threshold or an adaptive rule) chosen by
+   `Cactus.tune_cut` on the validation subsets of all families together, and written, as its adapter alone, to
+   src/cactus/models/default (with `--write`).
 4. Measures the default as shipped against the context-free model as shipped, on the same test subsets of every
    family (each at its one stored threshold, and each with its own cut), with paired bootstrap intervals; the LoRA
    and full fine-tuning runs side by side from their records; and both shipped models' prediction speed, side by side
@@ -39,6 +41,7 @@ from cactus.evaluate import evaluate_predictions
 EXPERIMENT = "default_model"
 LORA_RUN, FULL_RUN, PRETRAINED_RUN = ("SIA + LoRA r16, all linear layers", "SIA, every weight",
                                       "pretrained encoder (context-free)")
+DEFAULT_RUN = "SIA + LoRA r16, all linear layers, w 0.5"  # the LoRA run interpolated: what ships
 # Where each family's texts come from, and their license (docs/data.md), for the model card.
 SOURCES = {
     "clinc": "CLINC150 (CC BY 3.0)",
@@ -98,10 +101,12 @@ def speed(models: dict[str, Cactus], subsets: list, rounds: int) -> dict:
     return {name: {"entities_per_second": n / float(np.median(t)), "seconds": t} for name, t in times.items()}
 
 
-def make_default(best: Path, val: list, families: list[str], record: dict, steps: int) -> Cactus:
-    """The LoRA run's best model with its cut tuned on `val`, its token limit that of the shipped models, its
-    threshold's provenance and its training record filled in for the card."""
+def make_default(best: Path, weight: float, val: list, families: list[str], record: Path, steps: int) -> Cactus:
+    """The LoRA run's best model interpolated by `weight`, with its cut tuned on `val`, its token limit that of the
+    shipped models, its threshold's provenance and its training record filled in for the card."""
     model = Cactus.from_pretrained(best, device="cpu")
+    if weight != 1.0:
+        model.interpolate(weight)
     model.config.max_tokens = Cactus.from_pretrained("context-free").config.max_tokens
     choice = model.tune_cut(val)
     model.adopt_threshold(choice.curve, ThresholdProvenance(
@@ -150,7 +155,10 @@ def markdown(rec: dict) -> str:
         f"Prediction speed, side by side in one process ({speed['entities']} entities, median of "
         f"{speed['rounds']} rounds): default {speed['models']['default']['entities_per_second']:.0f} entities/s, "
         f"context-free {speed['models']['context-free']['entities_per_second']:.0f} "
-        f"({speed['ratio']:.2f}x).", "",
+        f"({speed['ratio']:.2f}x), each at its default batch size (`cactus.model.BATCH_TOKENS`); by batch size "
+        "(real tokens per pass), in the same rounds: "
+        + "; ".join(f"{name} {v['entities_per_second']:.0f}" for name, v in speed["models"].items() if "tokens" in name)
+        + ".", "",
     ]
     return "\n".join(lines)
 
@@ -161,7 +169,9 @@ def main() -> None:
     ap.add_argument("--data-dir", default="../shared/data", help="raw data, to build --bench when it is missing")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write", action="store_true", help="write the default to src/cactus/models/default")
-    ap.add_argument("--speed-rounds", type=int, default=3)
+    ap.add_argument("--speed-rounds", type=int, default=5)
+    ap.add_argument("--batch-tokens", type=int, nargs="*", default=[2048, 4096, 8192],
+                    help="batch sizes (real tokens per pass) both shipped models are also timed at, in the same rounds")
     ap.add_argument("--speed-subsets", type=int, default=20, help="test subsets per family the speed is timed on")
     ap.add_argument("--out", default="docs/results/default_model")
     args = ap.parse_args()
@@ -179,12 +189,13 @@ def main() -> None:
     specs = {label: spec for label, (spec, _) in exp.runs.items()}
     records = {label: json.loads(record_path(results, spec, 0).read_text()) for label, spec in specs.items()
                if record_path(results, spec, 0).is_file()}  # a run still going has none yet: left out below
-    lora_spec = specs[LORA_RUN]
+    lora_spec, default_spec = specs[LORA_RUN], specs[DEFAULT_RUN]
     families = list(lora_spec.train_families)
     val = [s for f in families for s in read_subsets(bench / f / "val.jsonl")[: lora_spec.val_subsets]]
     tests = {f: read_subsets(bench / f / "test.jsonl")[: lora_spec.test_subsets] for f in families}
-    best = training_folder(work, lora_spec, 0) / "train" / "best"
-    default = make_default(best, val, families, record_path(results, lora_spec, 0), lora_spec.steps)
+    best = training_folder(work, default_spec, 0) / "train" / "best"  # the LoRA run's folder: they train as one
+    default = make_default(best, default_spec.interpolate, val, families, record_path(results, default_spec, 0),
+                           default_spec.steps)
     if args.write:
         default.save_pretrained(packaged_model("default"))
         default = Cactus.from_pretrained("default", device="cpu")  # measured as it loads from the package
@@ -207,21 +218,22 @@ def main() -> None:
         "default, cut": per_subset("default", "cut"),
     }
     flat = [s for f in families for s in tests[f][: args.speed_subsets]]
-    speeds = speed({"default": default, "context-free": context_free}, flat, args.speed_rounds)
-    training = {}
-    for label in (LORA_RUN, FULL_RUN)[: 1 + (FULL_RUN in records)]:
-        r = records[label]
-        folder = training_folder(work, specs[label], 0) / "train" / "best"
-        saved = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and "backbone" not in p.parts)
-        model = Cactus.from_pretrained(folder, device="cpu")
-        trainable = (sum(p.numel() for n, p in model.encoder.named_parameters() if ".lora_" in n)
-                     if model.config.adapter else sum(p.numel() for p in model.encoder.parameters()))
-        training[label] = {"trainable": trainable,
-                           "saved_mb": f"{saved / 2**20:.1f} MB" if model.config.adapter else "(every weight)",
-                           "train_s": r["wall_seconds"]["train"], "rss_mib": r["peak_rss_mib"]}
+    sweep = {f"{name}, {k} tokens": Cactus.from_pretrained(name, device="cpu", batch_tokens=k)
+             for name in ("default", "context-free") for k in args.batch_tokens}
+    speeds = speed({"default": default, "context-free": context_free} | sweep, flat, args.speed_rounds)
+    saved = sum(p.stat().st_size for p in best.rglob("*") if p.is_file() and "backbone" not in p.parts)
+    weights = dict(Cactus.from_pretrained(best, device="cpu").encoder.named_parameters())
+    trainable = {LORA_RUN: sum(p.numel() for n, p in weights.items() if ".lora_" in n),
+                 FULL_RUN: sum(p.numel() for n, p in weights.items() if ".lora_" not in n)}
+    training = {label: {"trainable": trainable[label],
+                        "saved_mb": f"{saved / 2**20:.1f} MB" if label == LORA_RUN else "(every weight)",
+                        "train_s": records[label]["wall_seconds"]["train"], "rss_mib": records[label]["peak_rss_mib"]}
+                for label in (LORA_RUN, FULL_RUN) if label in records}
     record = {
         "command": COMMAND, "date": date.today().isoformat(), "steps": lora_spec.steps,
-        "about": (f"Trained on {', '.join(families)} together; the default is the LoRA run's best model with the cut "
+        "about": (f"Trained on {', '.join(families)} together; the default is the LoRA run's best model, its "
+                  f"adapter's update scaled by {default_spec.interpolate} (interpolated towards the "
+                  "pretrained encoder, the weight chosen by leave-one-dataset-out), with the cut "
                   f"that `Cactus.tune_cut` chose on {len(val)} validation subsets: "
                   f"{default.cut_.describe()}, threshold {default.threshold_:.2f}."),
         "test_subsets_per_family": lora_spec.test_subsets,

@@ -148,6 +148,28 @@ def test_interpolating_an_adapter_scales_its_update(tiny_backbone, examples):
     assert embeddings_equal(model, plain, examples, atol=1e-6)
 
 
+def test_an_interpolated_adapter_saves_as_scaled_and_its_card_says_so(tiny_backbone, examples, tmp_path):
+    """Two halvings equal one quartering; the weights applied are kept in the config, shown on the card, and the
+    saved model reloads with the scaled update."""
+    twice, once = (Cactus(backbone=tiny_backbone, attention="sia", device="cpu") for _ in range(2))
+    for model in (twice, once):
+        torch.manual_seed(0)
+        model.add_adapter(LoraSpec(rank=2))
+        nudge_adapter(model)
+    twice.interpolate(0.5)
+    twice.interpolate(0.5)
+    once.interpolate(0.25)
+    assert embeddings_equal(twice, once, examples, atol=1e-6)
+    assert twice.config.training["interpolated"] == [0.5, 0.5] and once.config.training["interpolated"] == [0.25]
+    twice.adopt_threshold(0.5)
+    twice.save_pretrained(tmp_path / "m")
+    loaded = Cactus.from_pretrained(tmp_path / "m", device="cpu")
+    assert embeddings_equal(loaded, once, examples, atol=1e-6)
+    assert loaded.config.training["interpolated"] == [0.5, 0.5]
+    assert "| interpolated | towards the backbone under the adapter, by weights 0.5, 0.5 in turn" in (
+        tmp_path / "m" / "README.md").read_text()
+
+
 def test_t5_backbone_takes_an_adapter(tmp_path, examples, tiny_t5):
     model = Cactus(backbone=tiny_t5, attention="sia", device="cpu")
     assert model.add_adapter(LoraSpec(rank=2)).targets == ("q", "v")

@@ -54,6 +54,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Real tokens per forward pass by attention mode, measured on the 2-core CPU (docs/encoder.md): SIA runs each layer's
+# token-wise work on the whole packed batch at once, which past about 4,096 tokens leaves the cache; NIA runs it run
+# by run of equal-length entities, and gains from larger batches up to 8,192. FIA's is not measured.
+BATCH_TOKENS = {"nia": 8192, "fia": 8192, "sia": 4096}
+
 
 class Cactus:
     """Context-aware supervised clustering of entity subsets.
@@ -68,7 +73,8 @@ class Cactus:
         objective: '+'-joined metrics that threshold tuning maximises (mean over subsets).
         cut: how `predict` cuts each subset's dendrogram: a `cactus.cluster.Cut`, or its rule's name ("threshold",
             "adaptive" with the default criterion and band); `tune_cut` can choose it on labelled subsets.
-        batch_tokens: real tokens encoded per forward pass (whole subsets are kept together; nothing is padded).
+        batch_tokens: real tokens encoded per forward pass (whole subsets are kept together; nothing is padded);
+            None = `BATCH_TOKENS` of the attention mode, the fastest measured on a 2-core CPU.
         device: torch device; default cuda when available, else cpu.
 
     Fitted attributes:
@@ -91,9 +97,10 @@ class Cactus:
         threshold: float | None = None,
         objective: str = "ami+ari",
         cut: Cut | str = "threshold",
-        batch_tokens: int = 8192,
+        batch_tokens: int | None = None,
         device: str | None = None,
     ):
+        batch_tokens = BATCH_TOKENS.get(attention) if batch_tokens is None else batch_tokens
         _check_params(attention, max_tokens, objective, batch_tokens)
         cut = cut if isinstance(cut, Cut) else Cut(cut)
         self.config = CactusConfig(str(backbone), attention, max_tokens, objective=objective, cut=cut.to_dict())
@@ -327,6 +334,7 @@ class Cactus:
         With an adapter, the start is the backbone under it and the adapter's update is scaled by `weight` (exact,
         and saved as such); otherwise `start` is a model of the same architecture (default: the published
         `config.backbone`). The threshold tuned for the old weights does not fit the new ones: tune it again.
+        Each weight applied is appended to `config.training["interpolated"]`, which the model card shows.
         """
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
             raise ValueError(f"the interpolation weight must lie in [0, 1], not {weight!r}")
@@ -336,6 +344,7 @@ class Cactus:
             if start is not None:
                 raise ValueError("a model with an adapter interpolates towards the backbone under it: no start")
             lora.scale_lora(self._encoder.backbone, weight)
+            self.config.training["interpolated"] = [*self.config.training.get("interpolated", []), weight]
             return
         start = start or Cactus(self.config.backbone, device=str(self.device))
         towards = start.encoder.state_dict()
@@ -347,6 +356,7 @@ class Cactus:
                 if tensor.is_floating_point():
                     tensor.mul_(weight).add_(towards[name].to(tensor.device), alpha=1 - weight)
         self.base_published_ = self.base_published_ and weight == 1
+        self.config.training["interpolated"] = [*self.config.training.get("interpolated", []), weight]
 
     # ---- persistence ---------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> None:
@@ -577,6 +587,11 @@ def model_card(config: CactusConfig, curve: ThresholdCurve | None) -> str:
                      f"(`{ADAPTER_DIR}/`) |")
     if config.neutral is not None:
         lines.append(f"| neutral similarity s0 | {config.neutral:.4f} |")
+    if config.training.get("interpolated"):
+        towards = "the backbone under the adapter" if config.adapter else "the weights it started from"
+        weights = config.training["interpolated"]
+        by = f"by weight {weights[0]}" if len(weights) == 1 else f"by weights {', '.join(map(str, weights))} in turn"
+        lines.append(f"| interpolated | towards {towards}, {by} (`Cactus.interpolate`) |")
     if config.onnx:
         quantized = "int8 weights" if config.onnx.get("quantize") == "int8" else "fp32"
         lines.append(f"| runtime | ONNX graph `{config.onnx['file']}` ({quantized}), run by onnxruntime |")

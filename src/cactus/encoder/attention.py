@@ -97,18 +97,19 @@ def sia_attention(
         return [part.view(count, length, H, d) for part, (length, count) in zip(x.split(sizes), lay.runs)]
 
     def summaries(parts: list[torch.Tensor]) -> torch.Tensor:
-        """(B, N, H, d): every entity's mean, in its subset's slot (empty slots zero, and masked out)."""
+        """(B, H, N, d): every entity's mean, in its subset's slot (empty slots zero, and masked out)."""
         means = torch.cat([p.mean(1) for p in parts])  # (E, H, d)
         table = means.new_zeros(lay.n_subsets * lay.n_slots, H, d).index_copy(0, lay.slot_index, means)
-        return table.view(lay.n_subsets, lay.n_slots, H, d)
+        return table.view(lay.n_subsets, lay.n_slots, H, d).transpose(1, 2)
 
     qs, ks, vs = blocks(q), blocks(k), blocks(v)
     key_table, value_table = summaries(ks), summaries(vs)
     outs, first = [], 0
     for (length, count), qb, kb, vb in zip(lay.runs, qs, ks, vs):
         subset = lay.subset_index[first: first + count]
-        keys = torch.cat([kb, key_table[subset]], 1).transpose(1, 2)  # (count, H, length + N, d)
-        values = torch.cat([vb, value_table[subset]], 1).transpose(1, 2)
+        # built in the (count, H, keys, d) layout that attention reads, so no transposed copy follows
+        keys = torch.cat([kb.transpose(1, 2), key_table[subset]], 2)  # (count, H, length + N, d)
+        values = torch.cat([vb.transpose(1, 2), value_table[subset]], 2)
         mask = F.pad(lay.summary_mask[first: first + count], (length, 0), value=True)[:, None, None, :]
         if lay.relative_bias is not None:
             far = lay.relative_bias.new_zeros(1, H, length, lay.n_slots)
