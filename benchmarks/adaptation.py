@@ -29,7 +29,7 @@ import numpy as np
 from default_model import paired_difference
 from experiments import Experiment
 from experiments.spec import REPO
-from experiments.store import default_dirs, training_folder
+from experiments.store import default_dirs, record_path, training_folder
 from provenance import machine_info, write_record
 
 from cactus import Cactus
@@ -45,8 +45,12 @@ def ami_per_subset(model: Cactus, subsets: list) -> list[float]:
     return [row["ami"] for row in evaluate_predictions(subsets, model.predict(subsets))["per_subset"]]
 
 
-def adapt(start: Path, train: list, val: list, test: list, seed: int) -> dict:
+def adapt(start: Path, weight: float, threshold: float, train: list, val: list, test: list, seed: int) -> dict:
+    """Adapt the model at `start`, interpolated by `weight` (with the `threshold` tuned for that weight)."""
     model = Cactus.from_pretrained(start, device="cpu")
+    if weight != 1.0:
+        model.interpolate(weight)
+        model.adopt_threshold(threshold)
     before = ami_per_subset(model, test)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cactus-adapt-") as out:
@@ -67,6 +71,8 @@ def main() -> None:
     ap.add_argument("--test-subsets", type=int, default=80)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--default-record", default=str(REPO / "docs/results/default_model.json"))
+    ap.add_argument("--interpolate", type=float, default=1.0,
+                    help="start from the experiment's run with this interpolation weight (the shipped default's: 0.5)")
     ap.add_argument("--out", default=str(REPO / "docs/results/adaptation"))
     args = ap.parse_args()
     import torch
@@ -74,20 +80,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     bench = Path(args.bench)
     reference = json.loads(Path(args.default_record).read_text())["per_subset"]
-    _, work = default_dirs(False)
+    results, work = default_dirs(False)
     done = Path(args.out).with_suffix(".json")
     before = json.loads(done.read_text()) if done.is_file() else {"rows": [], "date": date.today().isoformat()}
     rows = before["rows"]  # rows measured before are kept
     measured = before["date"]  # the record's date: the day its last row was measured
 
     def write() -> None:
-        record = record_of(rows, args.threads, reference, measured)
+        record = record_of(rows, args.threads, reference, measured, args.interpolate)
         write_record(args.out, record, markdown(record))
 
     for label, (spec, _) in Experiment.load(EXPERIMENT).runs.items():
-        if spec.interpolate != 1.0:  # the same trained models, interpolated: adaptation starts from the trained one
+        if spec.interpolate != args.interpolate:
             continue
-        start = training_folder(work, spec, 0) / "train" / "best"
+        start = training_folder(work, spec, 0) / "train" / "best"  # shared by the runs that differ in `interpolate`
         for family in spec.test_families:
             sizes = [n for n in args.sizes if not any(r["family"] == family and r["train_subsets"] == n for r in rows)]
             if not sizes or (args.families and family not in args.families):
@@ -99,7 +105,8 @@ def main() -> None:
             val = read_subsets(bench / family / "val.jsonl")[: args.val_subsets]
             test = read_subsets(bench / family / "test.jsonl")[: args.test_subsets]
             for n in sizes:
-                result = adapt(start, train_pool[:n], val, test, seed=0)
+                threshold = json.loads(record_path(results, spec, 0).read_text())["threshold"]
+                result = adapt(start, spec.interpolate, threshold, train_pool[:n], val, test, seed=0)
                 row = {"family": family, "start": label, "train_subsets": n, "val_subsets": len(val),
                        "minutes": result["seconds"] / 60, "cut": result["cut"], "threshold": result["threshold"],
                        "before": float(np.mean(result["before"])), "after": float(np.mean(result["after"])),
@@ -113,7 +120,7 @@ def main() -> None:
     write()
 
 
-def record_of(rows: list[dict], threads: int, reference: dict, measured: str) -> dict:
+def record_of(rows: list[dict], threads: int, reference: dict, measured: str, interpolate: float) -> dict:
     summary = {}
     for n in sorted({r["train_subsets"] for r in rows}):
         after = {r["family"]: np.asarray(r["after_per_subset"]) for r in rows if r["train_subsets"] == n}
@@ -125,7 +132,8 @@ def record_of(rows: list[dict], threads: int, reference: dict, measured: str) ->
                for key in ("pretrained, own t", "context-free, stored t")},
             "at_least_pretrained_own_t": int(sum(v.mean() >= np.mean(reference["pretrained, own t"][f])
                                                  for f, v in after.items()))}
-    return {"command": "python benchmarks/adaptation.py", "date": measured, "recipe": RECIPE, "rows": rows,
+    command = "python benchmarks/adaptation.py" + (f" --interpolate {interpolate}" if interpolate != 1.0 else "")
+    return {"command": command, "date": measured, "interpolate": interpolate, "recipe": RECIPE, "rows": rows,
             "summary": summary, "machine": machine_info(threads=threads)}
 
 
@@ -134,7 +142,9 @@ def markdown(rec: dict) -> str:
     lines = [
         "# Adapting to a family the model never saw", "",
         f"`{rec['command']}` ({rec['date']}; one seed). Start: the model trained without the family's dataset "
-        "(leave_one_dataset_out). Recipe: "
+        "(leave_one_dataset_out)"
+        + (f", its adapter's update scaled by {rec['interpolate']} and its threshold tuned again as in that run"
+           if rec.get("interpolate", 1.0) != 1.0 else "") + ". Recipe: "
         + ", ".join(f"{k} {v}" for k, v in rec["recipe"].items())
         + "; then `tune_cut` on the validation subsets. Test AMI on the first 80 test subsets with the model's cut; "
         "minutes = training and cut choice, wall time on the 2-core CPU; *load* = the 1-minute load average when the "
