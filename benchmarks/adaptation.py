@@ -101,11 +101,11 @@ def main() -> None:
             if not start.is_dir():
                 print(f"{label}: no best model yet; {family} left out")
                 continue
+            threshold = json.loads(record_path(results, spec, 0).read_text())["threshold"]  # tuned for its weight
             train_pool = read_subsets(bench / family / "train.jsonl")
             val = read_subsets(bench / family / "val.jsonl")[: args.val_subsets]
             test = read_subsets(bench / family / "test.jsonl")[: args.test_subsets]
             for n in sizes:
-                threshold = json.loads(record_path(results, spec, 0).read_text())["threshold"]
                 result = adapt(start, spec.interpolate, threshold, train_pool[:n], val, test, seed=0)
                 row = {"family": family, "start": label, "train_subsets": n, "val_subsets": len(val),
                        "minutes": result["seconds"] / 60, "cut": result["cut"], "threshold": result["threshold"],

@@ -58,10 +58,8 @@ def finish_model(model, spec: RunSpec, backbone: str, val: dict) -> None:
     `init` keeps its own). `val` maps every family of the run to its validation subsets."""
     if spec.train_families:
         if spec.interpolate != 1.0:
-            if model.config.adapter:  # its update is scaled, towards the weights under it (a saved `init`'s
-                model.interpolate(spec.interpolate)  # adapter, trained on, is scaled whole)
-            else:
-                model.interpolate(spec.interpolate, start_model(spec, backbone))
+            # an adapter's update is scaled towards the weights under it (a saved `init`'s adapter, trained on, whole)
+            model.interpolate(spec.interpolate, None if model.config.adapter else start_model(spec, backbone))
             model.tune_threshold([s for f in spec.train_families for s in val[f]])
     elif spec.init is None:
         model.tune_threshold([s for f in spec.test_families for s in val[f]])
