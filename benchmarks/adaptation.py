@@ -5,11 +5,12 @@ The starting models are the best models of `benchmarks/configs/leave_one_dataset
 trained without the family's dataset: what the shipped default is to a family it never saw). For each left-out
 family (--families, default: every one) and each --sizes n: the first n training subsets of the family, the first
 --val-subsets validation subsets, 200 steps of LoRA training on the model's own adapter (lr 5e-4, batches of 4,
-validated every 50 steps), then `tune_cut` on the same validation subsets, then the first 80 test subsets scored
-with the model's cut. Wall time covers the training and the cut choice. References, on the same test subsets, from
-docs/results/default_model.json: the context-free model at its stored threshold, and the pretrained encoder at a
-threshold tuned on the family's own validation subsets; per size, the mean difference from each over the families,
-with a 95% paired bootstrap interval (test subsets resampled within each family).
+validated before the first step and every 50 steps, the best validated model kept: the start too), then `tune_cut`
+on the same validation subsets, then the first 80 test subsets scored with the model's cut. Wall time covers the
+training and the cut choice. References, on the same test subsets, from docs/results/default_model.json: the
+context-free model at its stored threshold, and the pretrained encoder at a threshold tuned on the family's own
+validation subsets; per size, the mean difference from each over the families, with a 95% paired bootstrap interval
+(test subsets resampled within each family).
 
     python benchmarks/adaptation.py     # writes docs/results/adaptation.{json,md}, row by row; a rerun keeps the
                                         # rows there and measures the rest
@@ -38,7 +39,7 @@ from cactus.evaluate import evaluate_predictions
 from cactus.train import TrainingConfig
 
 EXPERIMENT = "leave_one_dataset_out"
-RECIPE = {"lora_rank": 16, "lr": 5e-4, "max_steps": 200, "eval_every": 50, "batch_size": 4}
+RECIPE = {"lora_rank": 16, "lr": 5e-4, "max_steps": 200, "eval_every": 50, "eval_on_start": True, "batch_size": 4}
 
 
 def ami_per_subset(model: Cactus, subsets: list) -> list[float]:

@@ -206,6 +206,19 @@ def test_early_stopping(tiny_backbone, data, tmp_path):
     assert [r["best"] for r in read_log(tmp_path) if r["type"] == "eval"] == [True, False]
 
 
+def test_eval_on_start_lets_the_starting_model_compete(tiny_backbone, data, tmp_path):
+    # lr 0: every evaluation scores the same, and a tie keeps the earlier model; so the start is best only when it
+    # was evaluated at all.
+    for on_start, first_best in ((True, 0), (False, 1)):
+        config = TrainingConfig(lr=0.0, neutral_lr=0.0, max_steps=2, eval_every=1, eval_on_start=on_start,
+                                progress=False)
+        out = tmp_path / str(on_start)
+        summary = Trainer(make_model(tiny_backbone), config, out).train(data["train"], data["val"])
+        evals = [r for r in read_log(out) if r["type"] == "eval"]
+        assert [r["step"] for r in evals] == ([0] if on_start else []) + [1, 2]
+        assert summary["best_step"] == first_best and summary["steps"] == 2
+
+
 def test_without_restoring_the_best_the_last_weights_get_their_threshold(tiny_backbone, data, tmp_path):
     model = make_model(tiny_backbone)
     config = TrainingConfig(lr=1e-3, max_steps=3, eval_every=1, restore_best=False, progress=False)

@@ -69,6 +69,9 @@ class TrainingConfig:
     grad_clip: float | None = _option(1.0, "max global gradient norm (the paper's code used 0.3)")
     eval_every: int | None = _option(None, "validate (tune the threshold, keep the best model) every this many "
                                            "steps; always at the end of each epoch")
+    eval_on_start: bool = _option(False, "validate the starting model before the first step too, so that it competes "
+                                         "for the best model: training then never returns a model that validates "
+                                         "worse than the one it started from (adapting a trained model)")
     patience: int | None = _option(None, "stop after this many validations without a better objective")
     log_every: int = _option(50, "write a training-loss line every this many steps (0 = none)")
     report_to: str | None = _option(None, "also send every logged scalar to these experiment trackers, comma-"

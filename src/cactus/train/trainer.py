@@ -195,7 +195,8 @@ class Trainer:
             val_subsets: labelled subsets for threshold tuning, model selection and early stopping.
             resume: continue from output_dir/checkpoint if there is one (else start afresh).
 
-        Evaluations happen every `eval_every` steps, at the end of every epoch, and at `max_steps`. A run stopped by
+        Evaluations happen every `eval_every` steps, at the end of every epoch, at `max_steps`, and before the first
+        step with `eval_on_start`. A run stopped by
         max_steps=k and resumed with a larger max_steps reaches exactly the weights of an uninterrupted run; its log
         and early stopping match too when k is an evaluation step anyway (else the extra evaluation at k counts).
         """
@@ -215,6 +216,8 @@ class Trainer:
         if self._schedule_steps is None:
             self._schedule_steps = cfg.max_steps or per_epoch * cfg.epochs
         self._start_trackers(state)
+        if cfg.eval_on_start and state.step == 0 and state.best_score is None:
+            self._evaluate(state, evaluator, state.epoch)
         bar = tqdm(total=total, initial=state.step, desc="training", unit="step",
                    disable=not (cfg.progress and self.accelerator.is_main_process))
         stepped = self._run(state, subsets_of, evaluator, bar)
