@@ -3,7 +3,7 @@
 1. Builds the benchmark from the raw data if `--bench` is missing (`cactus data build`).
 2. Runs the experiment `default_model` (benchmarks/configs/default_model.json; the runner resumes a run cut short):
    SIA trained on the training subsets of all benchmark families together, once with a LoRA adapter and once on
-   every weight, for the same steps, and the pretrained encoder beside them.
+   every weight, for the same steps, each also interpolated halfway, and the pretrained encoder beside them.
 3. Makes the LoRA run's best model the default: interpolated towards the pretrained encoder by the weight of the
    experiment's interpolated run (`Cactus.interpolate`, the adapter's update scaled; the weight chosen by
    leave-one-dataset-out, benchmarks/leave_one_out.py), its cut (the stored threshold or an adaptive rule) chosen by
@@ -42,6 +42,7 @@ EXPERIMENT = "default_model"
 LORA_RUN, FULL_RUN, PRETRAINED_RUN = ("SIA + LoRA r16, all linear layers", "SIA, every weight",
                                       "pretrained encoder (context-free)")
 DEFAULT_RUN = "SIA + LoRA r16, all linear layers, w 0.5"  # the LoRA run interpolated: what ships
+FULL_HALF_RUN = "SIA, every weight, w 0.5"  # the full fine-tuning interpolated by the same weight: like for like
 # Where each family's texts come from, and their license (docs/data.md), for the model card.
 SOURCES = {
     "clinc": "CLINC150 (CC BY 3.0)",
@@ -143,8 +144,12 @@ def markdown(rec: dict) -> str:
         f"- Default against the context-free model, each with its own cut: "
         f"{interval(cmp['default_vs_context_free_cut'], True)}.",
         "- LoRA against fine-tuning every weight, same steps, each at its stored threshold (run records): "
-        + (f"{interval(cmp['lora_minus_full_stored'], False)} AMI." if "lora_minus_full_stored" in cmp
+        + (f"{interval(cmp['lora_minus_full_stored'], False)} AMI; the default against fine-tuning every weight: "
+           f"{interval(cmp['default_minus_full_stored'], False)} AMI." if "lora_minus_full_stored" in cmp
            else "not measured yet (that run has no record)."),
+        "- Like for like, both interpolated halfway: the default against fine-tuning every weight, each at its "
+        "stored threshold: " + (f"{interval(cmp['default_minus_full_half_stored'], False)} AMI."
+                                if "default_minus_full_half_stored" in cmp else "not measured yet (no record)."),
         "",
         f"Training cost (run records, {rec['steps']} steps, batches of 4 subsets; the runs shared the 2 cores "
         "with other work part of the time, so wall times are upper bounds):", "",
@@ -213,6 +218,8 @@ def main() -> None:
         "context-free, cut": per_subset("context-free", "cut"),
         "pretrained, own t": from_record(PRETRAINED_RUN, "own"),
         **({"full fine-tuning, stored t": from_record(FULL_RUN, "stored")} if FULL_RUN in records else {}),
+        **({"full fine-tuning w 0.5, stored t": from_record(FULL_HALF_RUN, "stored")}
+           if FULL_HALF_RUN in records else {}),
         "LoRA, stored t": from_record(LORA_RUN, "stored"),
         "default, stored t": per_subset("default", "stored"),
         "default, cut": per_subset("default", "cut"),
@@ -246,8 +253,13 @@ def main() -> None:
             "default_vs_context_free_cut": paired_difference(columns["default, cut"], columns["context-free, cut"],
                                                              relative=True),
         } | ({"lora_minus_full_stored": paired_difference(columns["LoRA, stored t"],
-                                                          columns["full fine-tuning, stored t"], relative=False)}
-             if FULL_RUN in records else {}),
+                                                          columns["full fine-tuning, stored t"], relative=False),
+               "default_minus_full_stored": paired_difference(columns["default, stored t"],
+                                                             columns["full fine-tuning, stored t"], relative=False)}
+             if FULL_RUN in records else {})
+        | ({"default_minus_full_half_stored": paired_difference(
+            columns["default, stored t"], columns["full fine-tuning w 0.5, stored t"], relative=False)}
+           if FULL_HALF_RUN in records else {}),
         "per_subset": {c: {f: v[f].tolist() for f in families} for c, v in columns.items()},
         "training": training,
         "speed": {"entities": sum(len(s) for s in flat), "rounds": args.speed_rounds, "models": speeds,
