@@ -32,8 +32,8 @@ ONNX_FILE = "model.onnx"
 QUANTIZE = ("int8",)
 OPSET = 18
 # Real tokens per encoder call for an exported graph, by measurement (docs/benchmarks/onnx_speed.md, int8 SIA: 1,024
-# was fastest or near it on both families, 8-13% above 2,048): its attention pads every entity to the batch's longest,
-# so smaller batches than the eager path's 8,192 run faster.
+# was fastest or within 1% of it on both families, 15-19% above 2,048): its attention pads every entity to the batch's
+# longest, so smaller batches than the eager path's run faster.
 ONNX_BATCH_TOKENS = 1024
 
 

@@ -196,9 +196,9 @@ class Trainer:
             resume: continue from output_dir/checkpoint if there is one (else start afresh).
 
         Evaluations happen every `eval_every` steps, at the end of every epoch, at `max_steps`, and before the first
-        step with `eval_on_start`. A run stopped by
-        max_steps=k and resumed with a larger max_steps reaches exactly the weights of an uninterrupted run; its log
-        and early stopping match too when k is an evaluation step anyway (else the extra evaluation at k counts).
+        step with `eval_on_start`. A run stopped by max_steps=k and resumed with a larger max_steps reaches exactly
+        the weights of an uninterrupted run; its log and early stopping match too when k is an evaluation step anyway
+        (else the extra evaluation at k counts).
         """
         evaluator = ThresholdEvaluator(val_subsets)
         subsets_of = train_subsets if callable(train_subsets) else (lambda epoch: train_subsets)
