@@ -61,14 +61,15 @@ class Tree:
         n = self.dendrogram.n_entities
         low, high = band
         candidate = (self.lower < self.upper) & (self.lower < high) & (self.upper >= low)
-        score = self.mean_silhouette.copy()
-        for k in range(1, n - 1) if singleton or per_cluster else ():
-            s = np.where(np.isnan(self.silhouette[k]), singleton, self.silhouette[k])
-            if per_cluster:
-                ids = self.dendrogram.cut(k)
-                score[k] = np.mean([s[ids == c].mean() for c in np.unique(ids)])
-            else:
-                score[k] = s.mean()
+        score = self.mean_silhouette.copy()  # the plain criterion; the variants below score each cut again
+        if singleton or per_cluster:
+            for k in range(1, n - 1):
+                s = np.where(np.isnan(self.silhouette[k]), singleton, self.silhouette[k])
+                if per_cluster:
+                    ids = self.dendrogram.cut(k)
+                    score[k] = np.mean([s[ids == c].mean() for c in np.unique(ids)])
+                else:
+                    score[k] = s.mean()
         if prior:
             score -= prior * np.where(t0 > self.upper, t0 - self.upper, np.where(t0 <= self.lower, self.lower - t0, 0))
         ok = candidate & ~np.isnan(score)

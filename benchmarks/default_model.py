@@ -229,7 +229,7 @@ def main() -> None:
              for name in ("default", "context-free") for k in args.batch_tokens}
     speeds = speed({"default": default, "context-free": context_free} | sweep, flat, args.speed_rounds)
     saved = sum(p.stat().st_size for p in best.rglob("*") if p.is_file() and "backbone" not in p.parts)
-    weights = dict(Cactus.from_pretrained(best, device="cpu").encoder.named_parameters())
+    weights = dict(default.encoder.named_parameters())  # the adapter's and the backbone's: both runs' counts
     trainable = {LORA_RUN: sum(p.numel() for n, p in weights.items() if ".lora_" in n),
                  FULL_RUN: sum(p.numel() for n, p in weights.items() if ".lora_" not in n)}
     training = {label: {"trainable": trainable[label],

@@ -216,7 +216,7 @@ class Trainer:
         if self._schedule_steps is None:
             self._schedule_steps = cfg.max_steps or per_epoch * cfg.epochs
         self._start_trackers(state)
-        if cfg.eval_on_start and state.step == 0 and state.best_score is None:
+        if cfg.eval_on_start and state.step == 0:  # a resumed run has stepped (checkpoints follow steps)
             self._evaluate(state, evaluator, state.epoch)
         bar = tqdm(total=total, initial=state.step, desc="training", unit="step",
                    disable=not (cfg.progress and self.accelerator.is_main_process))
