@@ -14,7 +14,11 @@ dataset the weight is chosen by the mean stored-threshold AMI on the other datas
 choice never sees the dataset scored), ties to the larger weight; the columns *interpolated* score that choice. The
 same choice made on every left-out family is the weight the shipped default uses.
 
-    python benchmarks/leave_one_out.py
+`--method full` scores the runs that fine-tune every weight instead of a LoRA adapter (the config's "SIA, every
+weight" runs; docs/results/leave_one_out_full.{json,md}), and compares them with the adapter runs, column by column.
+
+    python benchmarks/leave_one_out.py                  # the adapter runs: the shipped default's recipe
+    python benchmarks/leave_one_out.py --method full    # every weight fine-tuned, against the adapter runs
 """
 
 from __future__ import annotations
@@ -36,17 +40,19 @@ REFERENCES = {"context-free, stored t": "context-free, stored t", "pretrained, o
 OWN_KEYS = {"without it, stored t": "stored", "without it, adaptive cut": "adaptive", "without it, own t": "own"}
 INTERPOLATED_KEYS = {"interpolated, stored t": "stored", "interpolated, adaptive cut": "adaptive",
                      "interpolated, own t": "own"}
+# the runs of each training method, by their labels' start, and how the record describes them
+METHODS = {"lora": ("SIA + LoRA,", "SIA with a LoRA adapter (rank 16 on every linear layer, learning rate 5e-4)"),
+           "full": ("SIA, every weight,", "SIA fine-tuning every weight (learning rate 5e-5)")}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--default-record", default=str(REPO / "docs/results/default_model.json"))
-    ap.add_argument("--out", default=str(REPO / "docs/results/leave_one_out"))
-    args = ap.parse_args()
-    reference = json.loads(Path(args.default_record).read_text())
+def method_columns(method: str, reference: dict) -> dict:
+    """The per-subset columns of one training method's runs (those with a record), the weight chosen for each
+    left-out dataset, and the mean by weight."""
     results, _ = default_dirs(False)
     records = {}  # (left-out families, weight) -> (label, record)
     for label, (spec, _) in Experiment.load(EXPERIMENT).runs.items():
+        if not label.startswith(METHODS[method][0]):
+            continue
         path = record_path(results, spec, 0)
         if path.is_file():
             records[(tuple(spec.test_families), spec.interpolate)] = (label, json.loads(path.read_text()))
@@ -83,35 +89,55 @@ def main() -> None:
             for column, key in REFERENCES.items():
                 columns[column][family] = np.asarray(reference["per_subset"][key][family])
                 assert len(columns[column][family]) == len(columns["without it, stored t"][family])
+    by_weight = {str(w): {key: mean_over_families([per_subset(fold, w, key) for fold in folds])
+                          for key in ("stored", "adaptive", "own")} for w in weights}
+    # the same choice made on every left-out family: the weight the shipped default uses
+    on_all = best_weight({w: by_weight[str(w)]["stored"] for w in weights}) if weights else None
+    return {"columns": columns, "runs": runs, "by_weight": by_weight, "weight_on_all": on_all}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--method", choices=list(METHODS), default="lora")
+    ap.add_argument("--default-record", default=str(REPO / "docs/results/default_model.json"))
+    ap.add_argument("--out", default=None,
+                    help="record prefix (default docs/results/leave_one_out, with --method full leave_one_out_full)")
+    args = ap.parse_args()
+    reference = json.loads(Path(args.default_record).read_text())
+    scored = method_columns(args.method, reference)
+    columns = scored["columns"]
     families = list(columns["without it, stored t"])
     pairs = [(a, b) for a in ("without it, stored t", "without it, adaptive cut", "interpolated, stored t",
                               "interpolated, adaptive cut") for b in REFERENCES]
     pairs += [("interpolated, adaptive cut", "interpolated, stored t"), ("interpolated, adaptive cut",
                                                                           "interpolated, own t")]
+    if args.method != "lora":  # against the adapter runs on the same subsets, column by column
+        adapter = method_columns("lora", reference)["columns"]
+        for column in [*OWN_KEYS, *INTERPOLATED_KEYS]:
+            columns[f"LoRA {column}"] = {f: adapter[column][f] for f in families}
+            pairs.append((column, f"LoRA {column}"))
     comparisons = {f"{a} - {b}": paired_difference(columns[a], columns[b], relative=False) for a, b in pairs}
     wins = {f"{a} >= {b}": int(sum(columns[a][f].mean() >= columns[b][f].mean() for f in families))
             for a, b in pairs}
-    by_weight = {str(w): {key: mean_over_families([per_subset(fold, w, key) for fold in folds])
-                          for key in ("stored", "adaptive", "own")} for w in weights}
     record = {
-        "command": "python benchmarks/leave_one_out.py", "date": date.today().isoformat(),
-        "experiment": f"benchmarks/configs/{EXPERIMENT}.json", "runs": runs, "columns": list(columns),
+        "command": "python benchmarks/leave_one_out.py" + (f" --method {args.method}" if args.method != "lora" else ""),
+        "date": date.today().isoformat(), "method": METHODS[args.method][1],
+        "experiment": f"benchmarks/configs/{EXPERIMENT}.json", "runs": scored["runs"], "columns": list(columns),
         "families": {f: {c: float(v[f].mean()) for c, v in columns.items()} for f in families},
         "mean": {c: float(np.mean([v[f].mean() for f in families])) for c, v in columns.items()},
         "comparisons": comparisons, "families_at_least": wins, "n_families": len(families),
-        "by_weight": by_weight,
-        # the same choice made on every left-out family: the weight the shipped default uses
-        "weight_on_all": best_weight({w: by_weight[str(w)]["stored"] for w in weights}) if weights else None,
+        "by_weight": scored["by_weight"], "weight_on_all": scored["weight_on_all"],
     }
-    write_record(args.out, record, markdown(record))
+    out = args.out or str(REPO / ("docs/results/leave_one_out" + ("" if args.method == "lora" else "_full")))
+    write_record(out, record, markdown(record))
 
 
 def markdown(rec: dict) -> str:
     cols = rec["columns"]
     lines = [
         "# Leave one dataset out, with the default's recipe", "",
-        f"`{rec['command']}` ({rec['date']}; one seed), from the runs of `{rec['experiment']}`: SIA with a LoRA "
-        "adapter (rank 16 on every linear layer), 500 steps, trained on the families of the other datasets; its "
+        f"`{rec['command']}` ({rec['date']}; one seed), from the runs of `{rec['experiment']}`: "
+        f"{rec.get('method', METHODS['lora'][1])}, 500 steps, trained on the families of the other datasets; its "
         "threshold tuned on their validation subsets. Scored on the first 80 test subsets of each left-out family. "
         "*without it* = the model trained without the family's dataset; *stored t* = its one stored threshold; "
         "*adaptive cut* = per subset, the best silhouette among its dendrogram's cuts (band 0.05 to 0.7), no "
@@ -139,8 +165,9 @@ def markdown(rec: dict) -> str:
         *[f"| {w} | {v['stored']:.3f} | {v['adaptive']:.3f} | {v['own']:.3f} | "
           + ", ".join(f"{r['thresholds_by_weight'][w]:.2f}" for r in rec["runs"].values()) + " |"
           for w, v in rec["by_weight"].items()], "",
-        f"The same choice made on all ten left-out families gives w = {rec['weight_on_all']}: the weight of the "
-        "shipped default (benchmarks/configs/default_model.json).", "",
+        f"The same choice made on all ten left-out families gives w = {rec['weight_on_all']}"
+        + (": the weight of the shipped default (benchmarks/configs/default_model.json)."
+           if rec.get("method", METHODS["lora"][1]) == METHODS["lora"][1] else "."), "",
         "Training minutes are wall time on the 2-core machine while other work shared it: upper bounds.", "",
     ]
     return "\n".join(lines)

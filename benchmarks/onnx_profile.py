@@ -2,9 +2,10 @@
 context-free model (NIA) and default model (SIA), side by side.
 
 Each model is exported with `Cactus.export(..., quantize="int8")` into a temporary folder and loaded with
-`Cactus.from_pretrained`; its onnxruntime session is then opened again with profiling on (the same file, intra-op
-threads = cores) and `model.embed` runs on the first --subsets test subsets of --family after a warm-up call. Kernel
-time is summed per operator type over every node; the SIA - NIA column is what context costs per operator.
+`Cactus.from_pretrained`; its onnxruntime session is then opened again with profiling on (`OnnxEncoder(...,
+profile=...)`: the same file and session settings) and `model.embed` runs on the first --subsets test subsets of
+--family after a warm-up call. Kernel time is summed per operator type over every node; the SIA - NIA column is what
+context costs per operator.
 
     python benchmarks/onnx_profile.py     # about 2 minutes on 2 cores; docs/benchmarks/onnx_profile.{json,md}
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,26 +23,22 @@ from provenance import command_line, machine_info, write_record
 
 from cactus import Cactus
 from cactus.data import read_subsets
+from cactus.encoder.onnx import OnnxEncoder
 
 MODELS = {"NIA": "context-free", "SIA": "default"}
 
 
 def profile(name: str, subsets: list, folder: Path) -> dict:
     """Seconds of one plain `embed` pass and of the profiled one, and kernel microseconds per operator type."""
-    import onnxruntime as ort
-
     Cactus.from_pretrained(name, device="cpu").export(folder, quantize="int8")
     model = Cactus.from_pretrained(folder)
     model.embed(subsets[:20])  # warm-up
     start = time.perf_counter()
     model.embed(subsets)
     plain = time.perf_counter() - start
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
-    options.enable_profiling = True
-    options.profile_file_prefix = str(folder / "profile")
     encoder = model.encoder
-    encoder.session = ort.InferenceSession(str(encoder.file), options, providers=["CPUExecutionProvider"])
+    # the same file and session settings, profiled
+    encoder.session = OnnxEncoder(encoder.file, encoder.attention, profile=str(folder / "profile")).session
     model.embed(subsets[:20])
     start = time.perf_counter()
     model.embed(subsets)

@@ -23,7 +23,8 @@ network (HF_HUB_OFFLINE=1).
   batch-size sweep is reported.
 - Speed: the first --speed-subsets (200) test subsets of clinc_intent and amazon_category; per family one warm-up
   `model.embed` pass (for the anchor `encode` on the same texts), then the median of --passes (3) timed passes;
-  entities/s = entities / median seconds. A sweep of batch_tokens (--sweep) for ONNX int8 SIA, speed only.
+  entities/s = entities / median seconds. A sweep of batch_tokens (--sweep) and one of the graph's width classes
+  (--grids-sweep, each its own export) for ONNX int8 SIA, speed only.
 - Quality: the first --quality-subsets (80) test subsets of every benchmark family (data/benchmark/<family>, built by
   `cactus data build`), clustered as `model.predict` does at the model's stored cut (and at its stored threshold);
   mean test AMI over families (`cactus.evaluate.evaluate_predictions`); and for every variant against torch fp32 of
@@ -64,6 +65,7 @@ CACTUS_VARIANTS = tuple(f"{runtime}_{precision}_{attention}" for attention in MO
 ANCHORS = ("st_torch", "st_onnx_fp32", "st_onnx_int8")
 SWEEP_VARIANT = "onnx_int8_sia"
 SWEEP = (512, 1024, 2048, 4096, 8192)
+GRIDS_SWEEP = (1, 2, 4, 8)  # width classes of the exported SIA graph (cactus.encoder.graph), at its default batch
 ST_BATCH_SIZES = (32, 64, 128)
 # torch's default dynamic qconfig quantises weights per tensor: on all-MiniLM-L6-v2 the embeddings of 20 clinc_intent
 # subsets then kept a median cosine of 0.947 (minimum 0.73) with fp32; per output channel, 0.977 (0.84).
@@ -203,21 +205,25 @@ def setup_anchor(folder: str, config: str) -> dict:
             "files_mib": {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted((folder / "onnx").glob("*.onnx"))}}
 
 
-def setup(tmp: str, variants: list[str], st_config: str | None) -> dict:
-    """Runs in its own process: the ONNX exports that `variants` need, into `tmp`."""
+def grids_folder(grids: int) -> str:
+    return f"{SWEEP_VARIANT}_grids{grids}"
+
+
+def setup(tmp: str, variants: list[str], st_config: str | None, grids_sweep: list[int]) -> dict:
+    """Runs in its own process: the ONNX exports that `variants` and the width-class sweep need, into `tmp`."""
     from cactus import Cactus
 
     tmp, out = Path(tmp), {"cactus": {}}
-    for variant in variants:
-        runtime, precision, attention = variant.split("_")
-        if runtime != "onnx":
-            continue
+    exports = [(v, v, None) for v in variants if v.startswith("onnx_")]
+    exports += [(grids_folder(g), SWEEP_VARIANT, g) for g in grids_sweep]
+    for folder, variant, grids in exports:
+        _, precision, attention = variant.split("_")
         start = time.perf_counter()
         Cactus.from_pretrained(MODELS[attention], device="cpu").export(
-            tmp / variant, format="onnx", quantize=None if precision == "fp32" else "int8")
-        graph = Cactus.from_pretrained(tmp / variant).config.onnx
-        out["cactus"][variant] = {"export_seconds": round(time.perf_counter() - start, 1), "graph": graph,
-                                  "file_mib": round((tmp / variant / graph["file"]).stat().st_size / 2**20, 1)}
+            tmp / folder, format="onnx", quantize=None if precision == "fp32" else "int8", grids=grids)
+        graph = Cactus.from_pretrained(tmp / folder).config.onnx
+        out["cactus"][folder] = {"export_seconds": round(time.perf_counter() - start, 1), "graph": graph,
+                                 "file_mib": round((tmp / folder / graph["file"]).stat().st_size / 2**20, 1)}
     if st_config:
         out["anchor"] = setup_anchor(str(tmp / "st"), st_config)
     return out
@@ -263,8 +269,9 @@ def quality(model, bench: str, names: list[str], n: int, embeddings_file: str) -
 
 
 def run_cactus(variant: str, tmp: str, bench: str, speed_subsets: int, passes: int, quality_families: list[str],
-               quality_subsets: int, batch_tokens: int | None = None) -> dict:
-    """Runs in its own process: one cactus variant's speed, then (with `quality_families`) its quality."""
+               quality_subsets: int, batch_tokens: int | None = None, folder: str | None = None) -> dict:
+    """Runs in its own process: one cactus variant's speed, then (with `quality_families`) its quality. An ONNX
+    variant runs the export in `tmp` / `folder` (default: the variant's name)."""
     import torch
 
     from cactus import Cactus
@@ -273,18 +280,18 @@ def run_cactus(variant: str, tmp: str, bench: str, speed_subsets: int, passes: i
     runtime, precision, attention = variant.split("_")
     kwargs = {"batch_tokens": batch_tokens} if batch_tokens else {}
     if runtime == "onnx":
-        model = Cactus.from_pretrained(Path(tmp) / variant, **kwargs)
+        model = Cactus.from_pretrained(Path(tmp) / (folder or variant), **kwargs)
     else:
         model = Cactus.from_pretrained(MODELS[attention], device="cpu", **kwargs)
     speed_sets = {family: test_subsets(bench, family, speed_subsets) for family in SPEED_FAMILIES}
     out = {"batch_tokens": model.batch_tokens, "max_tokens": model.config.max_tokens, "cut": model.config.cut,
-           "threshold": model.threshold_}
+           "threshold": model.threshold_, "grids": model.config.onnx.get("grids")}
     if runtime == "torch" and precision == "int8":
         out["int8"] = quantize_torch(model, speed_sets[SPEED_FAMILIES[0]][0])
     out["speed"] = {family: timed(lambda s=subsets: model.embed(s), sum(map(len, subsets)), passes)
                     for family, subsets in speed_sets.items()}
-    print(variant, batch_tokens or "", {f: round(r["entities_per_second"], 1) for f, r in out["speed"].items()},
-          flush=True)
+    print(folder or variant, batch_tokens or "",
+          {f: round(r["entities_per_second"], 1) for f, r in out["speed"].items()}, flush=True)
     if quality_families:
         out["quality"] = quality(model, bench, quality_families, quality_subsets, str(Path(tmp) / f"{variant}.npy"))
     return out
@@ -422,6 +429,12 @@ def markdown(rec: dict) -> str:
                   "| batch_tokens | " + " | ".join(SPEED_FAMILIES) + " |", "|---:|" + "---:|" * len(SPEED_FAMILIES)]
         lines += [f"| {k} | " + " | ".join(f"{r['speed'][f]['entities_per_second']:.0f}" for f in SPEED_FAMILIES)
                   + " |" for k, r in rec["sweep"].items()]
+    if rec.get("grids_sweep"):
+        lines += ["", f"## Width classes of {label(SWEEP_VARIANT)} (grids: the attention's grids per batch, at "
+                  f"{next(iter(rec['grids_sweep'].values()))['batch_tokens']} tokens per call)", "",
+                  "| grids | " + " | ".join(SPEED_FAMILIES) + " |", "|---:|" + "---:|" * len(SPEED_FAMILIES)]
+        lines += [f"| {k} | " + " | ".join(f"{r['speed'][f]['entities_per_second']:.0f}" for f in SPEED_FAMILIES)
+                  + " |" for k, r in rec["grids_sweep"].items()]
     anchors = [v for v in results if v.startswith("st_")]
     if anchors:
         lines += ["", "sentence-transformers' batch-size sweep (entities per second):", "",
@@ -466,6 +479,8 @@ def main() -> None:
                     default=[*CACTUS_VARIANTS, *ANCHORS], help="which variants to run (default: all)")
     ap.add_argument("--sweep", type=int, nargs="*", default=list(SWEEP),
                     help=f"batch_tokens of {SWEEP_VARIANT}'s sweep (none: no sweep)")
+    ap.add_argument("--grids-sweep", type=int, nargs="*", default=list(GRIDS_SWEEP),
+                    help=f"width classes of {SWEEP_VARIANT}'s second sweep (none: no sweep)")
     ap.add_argument("--speed-subsets", type=int, default=200)
     ap.add_argument("--passes", type=int, default=3, help="timed passes per family (the median is reported)")
     ap.add_argument("--quality-subsets", type=int, default=80)
@@ -493,7 +508,8 @@ def main() -> None:
     common = {"bench": str(bench), "speed_subsets": args.speed_subsets, "passes": args.passes}
 
     with tempfile.TemporaryDirectory(prefix="cactus-onnx-speed-") as tmp:
-        setup_info = in_subprocess("setup", tmp=tmp, variants=exported, st_config=st_config)
+        setup_info = in_subprocess("setup", tmp=tmp, variants=exported, st_config=st_config,
+                                   grids_sweep=args.grids_sweep)
         results = {}
         for variant in variants:
             if variant in ANCHORS:
@@ -504,6 +520,9 @@ def main() -> None:
                                                  quality_subsets=args.quality_subsets)
         sweep = {str(k): in_subprocess("run_cactus", variant=SWEEP_VARIANT, tmp=tmp, **common, quality_families=[],
                                        quality_subsets=0, batch_tokens=k) for k in args.sweep}
+        grids_sweep = {str(g): in_subprocess("run_cactus", variant=SWEEP_VARIANT, tmp=tmp, **common,
+                                             quality_families=[], quality_subsets=0, folder=grids_folder(g))
+                       for g in args.grids_sweep}
         cosines(Path(tmp), results)
 
     record = {
@@ -518,6 +537,7 @@ def main() -> None:
         "setup": setup_info,
         "results": results,
         "sweep": sweep,
+        "grids_sweep": grids_sweep,
         "versions": versions(),
         "requirements": REQUIREMENTS,
         "wall_s": round(time.perf_counter() - start),

@@ -19,7 +19,7 @@ from cactus import Cactus
 from cactus.config import CONFIG_NAME, ModelFormatError
 from cactus.data import read_subsets
 from cactus.encoder import SetEncoder
-from cactus.encoder.graph import GraphEncoder, graph_inputs
+from cactus.encoder.graph import GraphEncoder, graph_inputs, width_classes
 from cactus.encoder.onnx import ONNX_FILE, OnnxEncoder, export_onnx
 from cactus.text.tokenize import SubsetBatch
 from conftest import EXAMPLES
@@ -42,13 +42,44 @@ def backbones(tiny_backbone, tiny_t5):
             "t5": T5EncoderModel.from_pretrained(tiny_t5).eval()}
 
 
+@pytest.mark.parametrize("grids", [1, 2, 4])
 @pytest.mark.parametrize("mode", ["nia", "sia"])
 @pytest.mark.parametrize("name", ["bert", "t5"])
-def test_graph_equals_the_eager_encoder(name, mode, backbones):
+def test_graph_equals_the_eager_encoder(name, mode, grids, backbones):
     encoder = SetEncoder(backbones[name], mode)
     batch = ragged_batch([1, 12, 5, 30], backbones[name].config.vocab_size)
     with torch.no_grad():
-        torch.testing.assert_close(GraphEncoder(encoder)(*graph_inputs(batch)), encoder(batch), atol=ATOL, rtol=0)
+        graph = GraphEncoder(encoder)(*graph_inputs(batch, grids, mode == "sia"))
+        torch.testing.assert_close(graph, encoder(batch), atol=ATOL, rtol=0)
+
+
+def test_width_classes_cut_where_the_padded_work_is_least():
+    """Against every way of cutting the runs into at most `grids` classes; fewer runs than classes leave empty ones,
+    and the grids' token places invert the token indices they hold."""
+    from itertools import combinations
+
+    for sizes, grids, summaries, seed in [([3, 9, 4], 3, True, 0), ([20], 4, False, 1), ([6, 2], 2, True, 2)]:
+        batch = ragged_batch(sizes, 100, longest=12, seed=seed)
+        runs, N = batch.runs, max(sizes) if summaries else 0
+        ends = np.cumsum([0] + [count for _, count in runs]).tolist()
+
+        def work(classes):
+            return sum((b - a) * L * (L + N) for a, b in classes if b > a
+                       for L in [next(length for (length, _), end in zip(runs, ends[1:]) if end >= b)])
+
+        best = min(work(list(zip([0, *cut], [*cut, ends[-1]]))) for k in range(grids)
+                   for cut in combinations(ends[1:-1], k))
+        classes = width_classes(batch, grids, summaries)
+        assert len(classes) == grids and work(classes) == best
+        assert [a for a, _ in classes[1:]] == [b for _, b in classes[:-1]] and classes[0][0] == 0
+        inputs = graph_inputs(batch, grids, summaries)
+        places = torch.cat([t.flatten() for t in inputs[4::2]])
+        assert places[inputs[2]].tolist() == list(range(batch.n_tokens))  # token t sits where index t is held
+    few = SubsetBatch.from_token_ids([[1, 2], [3], [4, 5]], [3])  # two runs, four classes
+    assert width_classes(few, 4, True) == [(0, 1), (1, 3), (3, 3), (3, 3)]
+    tokens = graph_inputs(few, 4)[4::2]
+    assert [tuple(t.shape) for t in tokens] == [(1, 1), (2, 2), (0, 1), (0, 1)]
+    assert tokens[1].tolist() == [[1, 2], [3, 4]]
 
 
 def test_graph_has_no_scatter_add(backbones, tmp_path):
@@ -75,10 +106,24 @@ def test_exported_graph_takes_any_shape(name, mode, backbones, tmp_path):
     export_onnx(encoder, tmp_path / ONNX_FILE)
     graph = OnnxEncoder(tmp_path / ONNX_FILE, mode)
     vocab = backbones[name].config.vocab_size
-    for sizes, longest in [([1], 1), ([3, 1, 40], 30), ([7] * 9, 8)]:
+    for sizes, longest in [([1], 1), ([3, 1, 40], 30), ([7] * 9, 8), ([2, 2], 3)]:
         batch = ragged_batch(sizes, vocab, longest, seed=len(sizes))
         with torch.no_grad():
             torch.testing.assert_close(graph(batch), encoder(batch), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("grids", [1, 3])
+def test_any_number_of_width_classes_exports(grids, backbones, tmp_path):
+    """The runtime reads the graph's number of width classes from its inputs."""
+    encoder = SetEncoder(backbones["bert"], "sia")
+    record = export_onnx(encoder, tmp_path / ONNX_FILE, grids=grids)
+    graph = OnnxEncoder(tmp_path / ONNX_FILE, "sia")
+    assert record["grids"] == graph.grids == grids
+    batch = ragged_batch([4, 9, 2], backbones["bert"].config.vocab_size, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(batch), encoder(batch), atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="grids must be a positive integer"):
+        export_onnx(encoder, tmp_path / "none.onnx", grids=0)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +176,15 @@ def test_corrupt_or_missing_graph_names_the_file(tiny_model, tmp_path):
     shutil.copytree(tiny_model / "fp32", broken)
     (broken / ONNX_FILE).write_bytes(b"not a graph")
     with pytest.raises(ModelFormatError, match=f"{ONNX_FILE}: not a loadable ONNX graph"):
+        Cactus.from_pretrained(broken).embed(read_subsets(EXAMPLES)[:1])
+    import onnx
+    from onnx import TensorProto, helper
+
+    other = helper.make_graph([helper.make_node("Identity", ["input_ids"], ["embeddings"])], "other",
+                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [None])],
+                              [helper.make_tensor_value_info("embeddings", TensorProto.INT64, [None])])
+    onnx.save(helper.make_model(other), broken / ONNX_FILE)  # loads, but is not a cactus encoder of this version
+    with pytest.raises(ModelFormatError, match=f"{ONNX_FILE}: not a cactus encoder graph .*export the model again"):
         Cactus.from_pretrained(broken).embed(read_subsets(EXAMPLES)[:1])
     (broken / ONNX_FILE).unlink()
     with pytest.raises(ModelFormatError, match=f"{ONNX_FILE}: missing"):

@@ -41,16 +41,6 @@ def test_equal_lengths_form_runs_in_input_order():
     assert batch.positions().tolist() == [0, 0, 0, 1, 0, 1, 0, 1]
 
 
-def test_grid_maps_are_inverse():
-    """`entity_tokens` (the (E, L) grid of packed indices) and `token_place` (every token's place in it) invert each
-    other; places past an entity's end are -1."""
-    batch = SubsetBatch.from_token_ids([[1, 2], [3], [4, 5, 9], [6]], [3, 1])
-    grid = batch.entity_tokens()
-    assert grid.tolist() == [[0, -1, -1], [1, -1, -1], [2, 3, -1], [4, 5, 6]]
-    assert batch.token_place().tolist() == [0, 3, 6, 7, 9, 10, 11]
-    assert grid.flatten()[batch.token_place()].tolist() == list(range(batch.n_tokens))
-
-
 def test_inconsistent_sizes_are_refused():
     with pytest.raises(ValueError, match="do not split into subsets"):
         SubsetBatch.from_token_ids([[1], [2]], [3])

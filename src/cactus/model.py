@@ -391,11 +391,13 @@ class Cactus:
         (folder / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
         (folder / "README.md").write_text(model_card(config, self.threshold_curve_))
 
-    def export(self, path: str | os.PathLike, format: str = "onnx", quantize: str | None = None) -> None:
+    def export(self, path: str | os.PathLike, format: str = "onnx", quantize: str | None = None,
+               grids: int | None = None) -> None:
         """Write the model to folder `path` (atomically) as an ONNX graph for onnxruntime (`cactus.encoder.onnx`):
         config, threshold, cut and model card as `save_pretrained` writes them, with `model.onnx` and the tokenizer
         in place of the weights; a LoRA adapter is merged into the graph. `quantize="int8"` quantises its weight
-        matrices. `Cactus.from_pretrained(path)` runs it; NIA and SIA export (FIA does not)."""
+        matrices; `grids` sets the attention's width classes (default `cactus.encoder.graph.GRIDS`, by measurement).
+        `Cactus.from_pretrained(path)` runs it; NIA and SIA export (FIA does not)."""
         from cactus.encoder.onnx import ONNX_FILE, export_onnx
 
         if format != "onnx":
@@ -405,7 +407,7 @@ class Cactus:
         if self.config.adapter:
             lora.unfold(self._encoder.backbone)  # the exporter merges a copy of the adapter itself
         with atomic_dir(path) as tmp:
-            record = export_onnx(self._encoder, tmp / ONNX_FILE, quantize)
+            record = export_onnx(self._encoder, tmp / ONNX_FILE, quantize, grids)
             self._tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
             merged = {"adapter_merged": self.config.adapter} if self.config.adapter else {}
             self._write_config(tmp, replace(self.config, adapter={}, onnx={**record, **merged}))

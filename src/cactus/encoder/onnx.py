@@ -24,44 +24,59 @@ import numpy as np
 import torch
 
 from cactus.encoder import adapter as lora
-from cactus.encoder.graph import INPUT_NAMES, OUTPUT_NAME, GraphEncoder, graph_inputs
+from cactus.encoder.graph import BATCH_INPUTS, GRIDS, OUTPUT_NAME, GraphEncoder, graph_inputs, input_names
 from cactus.encoder.set_encoder import SetEncoder
 from cactus.text.tokenize import SubsetBatch
 
 ONNX_FILE = "model.onnx"
 QUANTIZE = ("int8",)
-OPSET = 18
+OPSET = 20  # the first with a Gelu operator: at 18 GELU exports as five elementwise operators
+# onnxruntime (1.32) fuses a residual addition and the layer norm after it into SkipLayerNormalization, whose CPU
+# kernel took 13.5% of the int8 SIA graph's time (docs/benchmarks/onnx_profile.md as of 0f9153a: 1,084 ms); unfused,
+# the layer norms take 166 ms
+DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 # Real tokens per encoder call for an exported graph, by measurement (docs/benchmarks/onnx_speed.md, int8 SIA: 1,024
-# was fastest or within 1% of it on both families, 15-19% above 2,048): its attention pads every entity to the batch's
-# longest, so smaller batches than the eager path's run faster.
+# was fastest on clinc_intent, 9% above 2,048, and 6% below 2,048 on amazon_category): its attention pads every entity
+# to its width class's longest, so smaller batches than the eager path's run faster.
 ONNX_BATCH_TOKENS = 1024
 
 
-def _example_batch() -> SubsetBatch:
-    """A batch whose sizes are all distinct and above 1 (B=2, N=4, E=7, L=5, T=22), so that the exporter keeps
-    every dimension symbolic instead of fixing one to the example's value."""
-    lengths = [[3, 5, 2, 4], [2, 3, 3]]
-    ids = [[1 + i for i in range(n)] for row in lengths for n in row]  # ids valid in any vocabulary
-    return SubsetBatch.from_token_ids(ids, [len(row) for row in lengths])
+def _example_inputs(grids: int) -> tuple[torch.Tensor, ...]:
+    """Inputs whose sizes are all distinct and above 1, so that the exporter keeps every dimension symbolic instead of
+    fixing one to the example's value or tying two together: class g has 4G + 5 + 2g entities (odd, above every
+    width) of width 2g + 2 (even), in B=3 subsets of 2, 3 and E - 5 entities (N = 5G^2 + 4G - 5, never a class's
+    count or width)."""
+    classes = [(4 * grids + 5 + 2 * g, 2 * g + 2) for g in range(grids)]
+    ids = [[1 + i for i in range(width)] for count, width in classes for _ in range(count)]  # valid in any vocabulary
+    batch = SubsetBatch.from_token_ids(ids, [2, 3, len(ids) - 5])
+    ends = [sum(count for count, _ in classes[:g]) for g in range(grids + 1)]
+    return graph_inputs(batch, grids, classes=list(zip(ends, ends[1:])))
 
 
-def export_onnx(encoder: SetEncoder, file: str | os.PathLike, quantize: str | None = None) -> dict:
-    """Write `encoder`'s graph to `file` (one .onnx file, weights inside), int8-quantised when `quantize` is "int8".
-    The encoder is left as it was (a copy is merged and exported). Returns what the model config records of it."""
+def export_onnx(encoder: SetEncoder, file: str | os.PathLike, quantize: str | None = None,
+                grids: int | None = None) -> dict:
+    """Write `encoder`'s graph to `file` (one .onnx file, weights inside), int8-quantised when `quantize` is "int8",
+    its attention in `grids` width classes (`cactus.encoder.graph`; default `GRIDS`). The encoder is left as it was
+    (a copy is merged and exported). Returns what the model config records of it."""
+    grids = GRIDS if grids is None else grids
     if quantize is not None and quantize not in QUANTIZE:
         raise ValueError(f"quantize must be None or one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    if not isinstance(grids, int) or grids < 1:
+        raise ValueError(f"grids must be a positive integer, got {grids!r}")
     graph = GraphEncoder(copy.deepcopy(encoder).to("cpu").float()).eval()  # refuses fia
     lora.merge_lora(graph.encoder.backbone)
-    dims = {name: torch.export.Dim(name) for name in ("tokens", "entities", "width", "subsets", "slots")}
-    shapes = {"input_ids": {0: dims["tokens"]}, "token_place": {0: dims["tokens"]},
-              "entity_tokens": {0: dims["entities"], 1: dims["width"]}, "entity_slot": {0: dims["entities"]},
-              "entity_mask": {0: dims["subsets"], 1: dims["slots"]}}
+    tokens = torch.export.Dim("tokens")
+    # one entry per argument of GraphEncoder.forward; its *classes are one more, a tuple
+    shapes = [{0: tokens}, {0: tokens}, {0: tokens}, {0: torch.export.Dim("subsets"), 1: torch.export.Dim("slots")}]
+    for g in range(grids):
+        entities = torch.export.Dim(f"entities_{g}")
+        shapes += [{0: entities, 1: torch.export.Dim(f"width_{g}")}, {0: entities}]
     file = Path(file)
     with torch.no_grad(), tempfile.TemporaryDirectory(prefix="cactus-onnx-") as tmp, _exporter_quiet():
         fp32 = Path(tmp) / "fp32.onnx"
-        program = torch.onnx.export(graph, graph_inputs(_example_batch()), dynamo=True, opset_version=OPSET,
-                                    input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME], dynamic_shapes=shapes,
-                                    verbose=False)
+        program = torch.onnx.export(graph, _example_inputs(grids), dynamo=True, opset_version=OPSET,
+                                    input_names=list(input_names(grids)), output_names=[OUTPUT_NAME],
+                                    dynamic_shapes=(*shapes[:4], tuple(shapes[4:])), verbose=False)
         program.save(str(fp32), external_data=False)
         if quantize == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -70,7 +85,8 @@ def export_onnx(encoder: SetEncoder, file: str | os.PathLike, quantize: str | No
                              extra_options={"MatMulConstBOnly": True})
         else:
             fp32.replace(file)
-    return {"file": file.name, "quantize": quantize, "opset": OPSET, "onnxruntime": _onnxruntime_version()}
+    return {"file": file.name, "quantize": quantize, "opset": OPSET, "grids": grids,
+            "onnxruntime": _onnxruntime_version()}
 
 
 @contextmanager
@@ -105,11 +121,13 @@ def _onnxruntime_version() -> str:
 class OnnxEncoder:
     """An exported graph run by onnxruntime on the CPU, called like `SetEncoder` on a `SubsetBatch`.
 
-    threads: intra-op threads (default: every core, `os.cpu_count()`). Raises `cactus.config.ModelFormatError`
+    threads: intra-op threads (default: every core, `os.cpu_count()`). profile: a file prefix; onnxruntime then
+    records every operator's time, written by `session.end_profiling()`. Raises `cactus.config.ModelFormatError`
     naming the file when it is missing or not a loadable ONNX graph.
     """
 
-    def __init__(self, file: str | os.PathLike, attention: str, threads: int | None = None):
+    def __init__(self, file: str | os.PathLike, attention: str, threads: int | None = None,
+                 profile: str | None = None):
         import onnxruntime as ort
 
         from cactus.config import ModelFormatError
@@ -119,18 +137,25 @@ class OnnxEncoder:
             raise ModelFormatError(f"{file}: missing (the config names an ONNX graph)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
+        if profile is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile
         try:
-            self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as e:  # onnxruntime raises its own error types for unreadable or invalid graphs
             raise ModelFormatError(f"{file}: not a loadable ONNX graph ({' '.join(str(e).split())})") from None
         names = tuple(i.name for i in self.session.get_inputs())
-        if names != INPUT_NAMES:
-            raise ModelFormatError(f"{file}: not a cactus encoder graph (inputs {list(names)}, expected "
-                                   f"{list(INPUT_NAMES)})")
+        self.grids = (len(names) - len(BATCH_INPUTS)) // 2
+        if names != input_names(self.grids):
+            raise ModelFormatError(f"{file}: not a cactus encoder graph of this version (inputs {list(names)}, "
+                                   f"expected {list(input_names(max(self.grids, 1)))}); export the model again")
         self.file = file
         self.attention = attention
+        self.names = names
 
     def __call__(self, batch: SubsetBatch) -> torch.Tensor:
         """(B, N, D) L2-normalised entity embeddings; empty slots are zero vectors."""
-        feed = {name: np.ascontiguousarray(x.cpu().numpy()) for name, x in zip(INPUT_NAMES, graph_inputs(batch))}
+        inputs = graph_inputs(batch, self.grids, self.attention == "sia")
+        feed = {name: np.ascontiguousarray(x.cpu().numpy()) for name, x in zip(self.names, inputs)}
         return torch.from_numpy(self.session.run([OUTPUT_NAME], feed)[0])

@@ -66,20 +66,6 @@ class SubsetBatch:
         """(E,) long, every packed entity's token count."""
         return torch.tensor([length for length, count in self.runs for _ in range(count)], device=self.input_ids.device)
 
-    def token_place(self) -> torch.Tensor:
-        """(T,) long, every token's place e * L + l in the (E, L) grid of the packed entities by place, L the
-        longest entity (`entity_tokens` is the inverse map)."""
-        longest = self.runs[-1][0]
-        entity_start = torch.arange(len(self.entity_slot), device=self.input_ids.device) * longest
-        return torch.repeat_interleave(entity_start, self.lengths()) + self.positions()
-
-    def entity_tokens(self) -> torch.Tensor:
-        """(E, L) long, the packed index of token l of entity e, and -1 past the entity's end."""
-        lengths = self.lengths()
-        places = torch.arange(self.runs[-1][0], device=self.input_ids.device)
-        first = (lengths.cumsum(0) - lengths)[:, None]
-        return torch.where(places < lengths[:, None], first + places, -1)
-
     def padded(self, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """The (B, N, L) token ids (`pad_id` where padded) and attention mask of the same subsets, L the longest
         entity: the layout a padded encoder would run, for reference and inspection."""
