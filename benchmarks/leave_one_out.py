@@ -157,7 +157,8 @@ def markdown(rec: dict) -> str:
         "|---|---|---|---|---|",
         *[f"| {label} | {', '.join(r['left_out'])} | {r['threshold']:.2f} | {r['train_minutes']:.0f} | "
           f"{r['weight_chosen']} |" for label, r in rec["runs"].items()], "",
-        "*interpolated*: the trained model's adapter scaled by a weight w (w x trained + (1 - w) x pretrained), its "
+        "*interpolated*: the trained model's update (its adapter's, or every weight's) scaled by a weight w "
+        "(w x trained + (1 - w) x pretrained), its "
         "threshold tuned again on its training families' validation subsets; w chosen for each left-out dataset by "
         "the mean stored-threshold AMI on the other datasets' left-out families. Mean over all left-out families "
         "by weight (every weight seen at once, so not a fair score of any one choice):", "",
