@@ -88,8 +88,7 @@ class Grid:
                 far = (summary_bias.to(dtype) if summary_bias is not None else bias.new_zeros(bias.shape[0]))
                 bias = torch.cat([bias, far.view(-1, 1, 1, 1).expand(-1, 1, bias.shape[2], N)], -1)
         score_bias = torch.where(keys[None, :, None, :], bias, torch.finfo(dtype).min)
-        # clamp(min=1) keeps an empty class's (0, L) grid free of a division by zero
-        mean_weights = own / own.sum(1, keepdim=True).clamp(min=1)
+        mean_weights = own / own.sum(1, keepdim=True)
         return cls(entity_tokens.clamp(min=0).flatten(), mean_weights, subset, *entity_tokens.shape, score_bias)
 
 
@@ -237,7 +236,8 @@ def graph_inputs(batch: SubsetBatch, grids: int = GRIDS, summaries: bool = True,
     classes = width_classes(batch, grids, summaries) if classes is None else classes
     device = batch.input_ids.device
     lengths = batch.lengths()
-    first = (lengths.cumsum(0) - lengths).tolist() + [batch.n_tokens]  # every entity's first packed token, then T
+    first = lengths.cumsum(0) - lengths  # every entity's first packed token
+    bounds = first.tolist() + [batch.n_tokens]
     positions = batch.positions()
     token_place = torch.empty_like(batch.input_ids)
     per_class, offset = [], 0
@@ -245,9 +245,9 @@ def graph_inputs(batch: SubsetBatch, grids: int = GRIDS, summaries: bool = True,
         own = lengths[start:stop]
         width = int(own[-1]) if stop > start else 1  # the longest: entities are ordered by length
         places = torch.arange(width, device=device)
-        per_class += [torch.where(places < own[:, None], torch.tensor(first[start:stop], dtype=torch.long,
-                                  device=device)[:, None] + places, -1), batch.entity_slot[start:stop]]
-        tokens = slice(first[start], first[stop])
+        per_class += [torch.where(places < own[:, None], first[start:stop, None] + places, -1),
+                      batch.entity_slot[start:stop]]
+        tokens = slice(bounds[start], bounds[stop])
         entity = torch.repeat_interleave(torch.arange(stop - start, device=device), own)
         token_place[tokens] = offset + entity * width + positions[tokens]
         offset += (stop - start) * width

@@ -149,7 +149,8 @@ class OnnxEncoder:
         self.grids = (len(names) - len(BATCH_INPUTS)) // 2
         if names != input_names(self.grids):
             raise ModelFormatError(f"{file}: not a cactus encoder graph of this version (inputs {list(names)}, "
-                                   f"expected {list(input_names(max(self.grids, 1)))}); export the model again")
+                                   f"expected {list(input_names(GRIDS))} or the same for another number of width "
+                                   "classes); export the model again")
         self.file = file
         self.attention = attention
         self.names = names
