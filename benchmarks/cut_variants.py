@@ -15,7 +15,9 @@ threshold (which needs its labels):
 - per cluster: the mean over clusters of their members' mean silhouette, instead of the mean over entities;
 - other bands;
 - band chosen on validation: the band of BAND_GRID with the best objective (AMI + ARI, the models') over the other
-  families' validation subsets together, as the stored threshold is chosen (no look at the left-out family).
+  families' validation subsets together, as the stored threshold is chosen (no look at the left-out family);
+- centre c: the library's silhouette on the embeddings less c times their subset's mean (`Cut(centre=c)`);
+- centre chosen on validation: the c of CENTRE_GRID chosen as the band is.
 
     python benchmarks/cut_variants.py     # a few minutes on 2 cores; docs/results/cut_variants.{json,md}
 """
@@ -52,9 +54,17 @@ class Tree:
         self.silhouette[1: n - 1] = entity_silhouettes(dg, np.arange(1, n - 1))
         self.mean_silhouette = np.full(n, np.nan)  # [cut]: the plain criterion, a singleton counting 0
         self.mean_silhouette[1: n - 1] = np.nan_to_num(self.silhouette[1: n - 1]).mean(1)
+        self.memo: dict[tuple[float, float], int] = {}
 
     def at(self, t: float) -> int:
         return int(self.dendrogram.merges_at(t))
+
+    def centred(self, t0: float, centre: float) -> int:
+        """The library's adaptive silhouette cut with `centre` (memoised: only the rare fallback reads t0)."""
+        key = (t0, centre)
+        if key not in self.memo:
+            self.memo[key] = choose_cut(self.dendrogram, Cut("adaptive", centre=centre), t0)
+        return self.memo[key]
 
     def adaptive(self, t0: float, band=DEFAULT_BAND, singleton=0.0, prior=0.0, eps=0.0, most=False,
                  per_cluster=False) -> int:
@@ -90,6 +100,8 @@ VARIANTS |= {f"band {lo} to {hi}": {"band": (lo, hi)} for lo, hi in ((0.1, 0.7),
 
 CHOSEN = "band chosen on validation"
 BAND_GRID = [(lo, hi) for lo in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3) for hi in (0.5, 0.6, 0.7, 0.8)]
+CENTRE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+CENTRED = "centre chosen on validation"
 
 
 def main() -> None:
@@ -122,11 +134,18 @@ def main() -> None:
         means = [np.mean([t.objective[t.adaptive(t0, band=b)] for t in val_trees]) for b in BAND_GRID]
         return BAND_GRID[int(np.argmax(means))]
 
-    rows, bands = {}, {}
+    def chosen_centre(families: list[str], t0: float) -> float:
+        """The centre of CENTRE_GRID chosen as `chosen_band` chooses a band; the smaller centre wins ties."""
+        val_trees = [t for f in families for t in trees[f, "val"]]
+        means = [np.mean([t.objective[t.centred(t0, c)] for t in val_trees]) for c in CENTRE_GRID]
+        return CENTRE_GRID[int(np.argmax(means))]
+
+    rows, bands, centres = {}, {}, {}
     for family in args.families:
         others = [f for f in args.families if f != family]
         t0, own = tuned(others), tuned([family])
         bands[family] = chosen_band(others, t0)
+        centres[family] = chosen_centre(others, t0)
         test = trees[family, "test"]
         row = {"stored t": float(np.mean([t.ami[t.at(t0)] for t in test])),
                "own t": float(np.mean([t.ami[t.at(own)] for t in test])),
@@ -134,12 +153,17 @@ def main() -> None:
         for name, options in VARIANTS.items():
             row[name] = float(np.mean([t.ami[t.adaptive(t0, **options)] for t in test]))
         row[CHOSEN] = float(np.mean([t.ami[t.adaptive(t0, band=bands[family])] for t in test]))
+        for c in CENTRE_GRID[1:]:
+            row[f"centre {c}"] = float(np.mean([t.ami[t.centred(t0, c)] for t in test]))
+        row[CENTRED] = float(np.mean([t.ami[t.centred(t0, centres[family])] for t in test]))
         rows[family] = row
         print(family, {k: round(v, 3) for k, v in row.items()}, flush=True)
     mean = {name: float(np.mean([rows[f][name] for f in args.families])) for name in rows[args.families[0]]}
     t_all = tuned(args.families)
     band_all = chosen_band(args.families, t_all)
+    centre_all = chosen_centre(args.families, t_all)
     record = {"command": command_line(), "chosen_bands": bands, "band_chosen_on_all": band_all,
+              "chosen_centres": centres, "centre_chosen_on_all": centre_all,
               "date": date.today().isoformat(), "args": vars(args) | {"bench": str(args.bench)}, "families": rows,
               "mean": mean, "machine": machine_info()}
     plain = mean[PLAIN]
@@ -154,7 +178,9 @@ def main() -> None:
     lines += ["", f"*{CHOSEN}*, per left-out family: "
               + "; ".join(f"{f}: {lo} to {hi}" for f, (lo, hi) in bands.items())
               + f". Chosen on all {len(args.families)} families' validation subsets (stored t {t_all:.2f}), as a "
-              f"model tuned on them would ship it: {band_all[0]} to {band_all[1]}.", ""]
+              f"model tuned on them would ship it: {band_all[0]} to {band_all[1]}.", "",
+              f"*{CENTRED}*, per left-out family: " + "; ".join(f"{f}: {c}" for f, c in centres.items())
+              + f". Chosen on all {len(args.families)} families' validation subsets: {centre_all}.", ""]
     write_record(args.out, record, "\n".join(lines))
     print("\n".join(lines[:len(mean) + 6]))
 

@@ -170,6 +170,44 @@ def test_an_interpolated_adapter_saves_as_scaled_and_its_card_says_so(tiny_backb
         tmp_path / "m" / "README.md").read_text()
 
 
+def test_compressing_every_weight_fine_tuning_keeps_the_low_rank_update(tiny_backbone, examples, tmp_path):
+    """A backbone whose every linear layer moved by a rank-2 update and whose layer norms moved too: compressed at
+    rank 2 it is the start plus exactly those updates (the layer norms go back to the start's: an adapter holds none
+    of them), saved as an adapter and reloaded; at rank 1 it keeps less of the update."""
+    def tuned_and_expected() -> tuple[Cactus, Cactus]:
+        tuned, expected = (Cactus(backbone=tiny_backbone, attention="sia", device="cpu") for _ in range(2))
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for m, e in zip(tuned.encoder.backbone.modules(), expected.encoder.backbone.modules()):
+                if isinstance(m, torch.nn.Linear):
+                    (n_out, n_in), r = m.weight.shape, 2
+                    delta = 0.1 * torch.randn(n_out, r, generator=gen) @ torch.randn(r, n_in, generator=gen)
+                    m.weight.add_(delta)
+                    e.weight.add_(delta)
+                elif isinstance(m, torch.nn.LayerNorm):
+                    m.weight.add_(0.1)
+        return tuned, expected
+
+    tuned, expected = tuned_and_expected()
+    assert not embeddings_equal(tuned, expected, examples, atol=1e-3)  # the layer norms' change shows
+    kept = tuned.compress(rank=2)
+    assert tuned.config.adapter["rank"] == 2 and tuned.config.adapter["alpha"] == 2.0
+    assert set(tuned.config.adapter["targets"]) == {"query", "key", "value", "dense"}
+    assert tuned.config.training["compressed"] == {"rank": 2, "update_norm_kept": kept}
+    assert 0.5 < kept < 1.0  # all of the linear layers' updates, none of the layer norms'
+    assert embeddings_equal(tuned, expected, examples, atol=1e-5)
+    tuned.adopt_threshold(0.4)
+    tuned.save_pretrained(tmp_path / "m")
+    reloaded = Cactus.from_pretrained(tmp_path / "m", device="cpu")
+    assert embeddings_equal(reloaded, tuned, examples, atol=1e-6)
+    with pytest.raises(ValueError, match="has an adapter already"):
+        reloaded.compress(rank=2)
+
+    smaller, _ = tuned_and_expected()
+    assert smaller.compress(rank=1) < kept
+    assert not embeddings_equal(smaller, expected, examples, atol=1e-4)
+
+
 def test_t5_backbone_takes_an_adapter(tmp_path, examples, tiny_t5):
     model = Cactus(backbone=tiny_t5, attention="sia", device="cpu")
     assert model.add_adapter(LoraSpec(rank=2)).targets == ("q", "v")

@@ -243,6 +243,9 @@ def test_report_curve_and_save_to_are_checked_first(capsys, gold, tmp_path):
     (["--batch-tokens", "0"], 2, "argument --batch-tokens: must be a whole number >= 1, got '0'"),
     (["--max-tokens", "1"], 2, "argument --max-tokens: must be a whole number >= 2, got '1'"),
     (["--cut-band", "0.6", "0.2"], 2, "--cut-band: cut band: low 0.6 is above high 0.2"),
+    (["--cut-centre", "2"], 2, "argument --cut-centre: cut centre must be a number in [0, 1], got '2'"),
+    (["--cut", "threshold", "--cut-centre", "0.5"], 2,
+     "--cut-centre: cut centre 0.5 applies to the adaptive silhouette cut only, not to threshold"),
     (["--model", "./no/such/model"], 4, "--model ./no/such/model: no such folder"),
     (["--device", "gpu0"], 2, "'gpu0' is not a torch device"),
 ])
@@ -250,6 +253,24 @@ def test_bad_options_are_one_line_before_any_model_loads(capsys, gold, tmp_path,
     got, err = cli(capsys, "predict", gold, "-o", tmp_path / "o.jsonl", *args)
     assert got == code and not (tmp_path / "o.jsonl").exists()
     one_error(err, message)
+
+
+def test_cut_options_replace_the_models_parts(capsys, gold, tmp_path):
+    """The context-free model cuts with the centred silhouette; --cut-centre replaces its centre, and another
+    criterion drops it (a centre is the silhouette's alone)."""
+    from cactus import Cactus
+    from cactus.cluster import Cut
+
+    model = Cactus.from_pretrained("context-free")
+    own = model.cut_
+    assert own.rule == "adaptive" and own.criterion == "silhouette" and own.centre > 0
+    subsets = read_subsets(gold)
+    for options, cut in [([], own), (["--cut-centre", "0"], Cut("adaptive", band=own.band)),
+                         (["--cut-criterion", "gap"], Cut("adaptive", "gap", own.band))]:
+        out = tmp_path / "o.jsonl"
+        assert cli(capsys, "predict", gold, "-o", out, "--model", "context-free", "-q", *options)[0] == 0
+        expected = model.predict(subsets, cut=cut)
+        assert [list(s.cluster_ids) for s in read_subsets(out)] == [list(e) for e in expected], options
 
 
 def test_an_unavailable_gpu_is_refused(capsys, gold, tmp_path):

@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import calinski_harabasz_score, silhouette_score
 
 from cactus.cluster import CRITERIA, Cut, Dendrogram, cut_cluster, tune_cut, tune_threshold
-from cactus.cluster.cut import calinski_harabasz, candidates, criterion_scores, gaps, pick, silhouettes
+from cactus.cluster.cut import (calinski_harabasz, candidates, centred_similarity, criterion_scores, gaps, pick,
+                                silhouettes)
 from cactus.metrics import partition_metrics
 from test_cluster import clustered_similarity, same_partition
 
@@ -64,10 +65,47 @@ def test_ties_go_to_the_fewest_merges_and_undefined_falls_back():
     assert cut_cluster(np.ones((1, 1)), cut, None).tolist() == [0]
 
 
-@pytest.mark.parametrize("criterion", list(CRITERIA))
-def test_adaptive_cut_does_not_depend_on_entity_order(criterion):
+@pytest.mark.parametrize("n, centre", [(3, 0.5), (30, 0.25), (30, 1.0), (120, 0.5)])
+def test_centred_silhouette_is_that_of_the_centred_embeddings(n, centre):
+    x, _ = unit_vectors(np.random.default_rng(n), n, 4)
+    dendrogram = Dendrogram(x @ x.T)
+    shifted = x - centre * x.mean(0)
+    shifted /= np.linalg.norm(shifted, axis=1, keepdims=True)
+    expected = shifted @ shifted.T
+    # from the similarities alone (rounded to 1e-6 by the dendrogram) as from the embeddings themselves
+    np.testing.assert_allclose(centred_similarity(x @ x.T, centre), expected, atol=1e-12)
+    distance = 1.0 - centred_similarity(dendrogram.rounded, centre)
+    np.fill_diagonal(distance, 0.0)
+    np.testing.assert_allclose(distance, np.where(np.eye(n, dtype=bool), 0.0, 1.0 - expected), atol=1e-4)
+    sil = silhouettes(dendrogram, centre=centre)
+    for k in range(1, n - 1):
+        assert sil[k] == pytest.approx(silhouette_score(distance, dendrogram.cut(k), metric="precomputed"), abs=1e-12)
+    # an entity at the subset's mean has no direction left: similarity 0 to the others, not NaN
+    two = np.array([[1.0, 1.0], [1.0, 1.0]])
+    assert np.array_equal(centred_similarity(two, 1.0), np.zeros((2, 2)))
+
+
+def test_centring_changes_the_cut_where_shared_context_hides_the_groups():
+    """Groups of 8, 8, 3 and 1 entities on top of a large direction that every entity shares: on raw cosine the
+    best silhouette merges some of the groups; less half the subset's mean, the centred silhouette finds them all."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2, 3], [8, 8, 3, 1])
+    shared = np.zeros(16)
+    shared[0] = 4.0
+    groups = rng.normal(size=(4, 16))
+    groups[:, 0] = 0
+    x = shared + groups[labels] + 0.6 * rng.normal(size=(20, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    plain = cut_cluster(x @ x.T, Cut("adaptive"), None)
+    centred = cut_cluster(x @ x.T, Cut("adaptive", centre=0.5), None)
+    assert partition_metrics(labels, plain)["ami"] < 0.5
+    assert partition_metrics(labels, centred)["ami"] == 1.0
+
+
+@pytest.mark.parametrize("criterion, centre", [(c, 0.0) for c in CRITERIA] + [("silhouette", 0.5)])
+def test_adaptive_cut_does_not_depend_on_entity_order(criterion, centre):
     rng = np.random.default_rng(3)
-    cut = Cut("adaptive", criterion)
+    cut = Cut("adaptive", criterion, centre=centre)
     for n in (5, 25, 60):
         s, _ = clustered_similarity(rng, n, 4)
         base = cut_cluster(s, cut, 0.3)
@@ -100,8 +138,18 @@ def test_cut_validation_and_round_trip():
         Cut("adaptive", band=(0.5, 0.2))
     with pytest.raises(ValueError, match=r"cut band must be a number in \[-1, 1\]"):
         Cut("adaptive", band=(0.1, 2.0))
-    for cut in (Cut(), Cut("adaptive", "gap", (0.1, 0.6))):
+    for bad in (-0.1, 1.5, float("nan"), "half"):
+        with pytest.raises(ValueError, match="cut centre must be a number in \\[0, 1\\]"):
+            Cut("adaptive", centre=bad)
+    with pytest.raises(ValueError, match="applies to the adaptive silhouette cut only, not to adaptive gap"):
+        Cut("adaptive", "gap", centre=0.5)
+    with pytest.raises(ValueError, match="not to threshold"):
+        Cut(centre=0.5)
+    for cut in (Cut(), Cut("adaptive", "gap", (0.1, 0.6)), Cut("adaptive", centre=0.5)):
         assert Cut.from_dict(cut.to_dict()) == cut
+    assert "centre" not in Cut("adaptive").to_dict()  # configs saved before centring read and write the same
+    assert Cut("adaptive", centre=0.5).to_dict()["centre"] == 0.5
+    assert "less 0.5 x their subset's mean" in Cut("adaptive", centre=0.5).describe()
     with pytest.raises(ValueError, match="needs a threshold"):
         cut_cluster(np.eye(3), Cut(), None)
 
@@ -128,5 +176,5 @@ def test_criterion_scores_are_nan_outside_the_band():
     dendrogram = Dendrogram(s)
     band = (0.3, 0.5)
     for criterion in CRITERIA:
-        scores = criterion_scores(dendrogram, criterion, band)
+        scores = criterion_scores(dendrogram, Cut("adaptive", criterion, band))
         assert np.isnan(scores[~candidates(dendrogram, band)]).all()

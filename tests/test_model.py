@@ -39,6 +39,8 @@ def test_shipped_models_load_offline_with_their_threshold_and_cut(default_model)
     context_free = Cactus.from_pretrained("context-free")
     assert context_free.config.attention == "nia" and not context_free.config.trained
     assert context_free.config.threshold_provenance["command"].startswith("python benchmarks/baseline.py")
+    assert context_free.cut_.criterion == "silhouette" and context_free.cut_.centre > 0
+    assert context_free.config.cut_provenance["command"].startswith("python benchmarks/adaptive_cut.py")
     assert Cactus.from_pretrained("all-MiniLM-L6-v2").config == context_free.config
 
 

@@ -113,15 +113,21 @@ def _load_weights(model, args) -> None:
 
 
 def _cut_and_threshold(model, args) -> tuple[Cut, float | None]:
-    """How a command cuts: the model's cut and threshold, with --cut, --cut-criterion, --cut-band and --threshold
-    replacing their parts."""
+    """How a command cuts: the model's cut and threshold, with --cut, --cut-criterion, --cut-band, --cut-centre and
+    --threshold replacing their parts (the model's centre goes with its silhouette criterion only)."""
     own = model.cut_
+    # a threshold given by hand means: cut there, unless --cut says otherwise
+    rule = args.cut or ("threshold" if args.threshold is not None else own.rule)
+    criterion = args.cut_criterion or own.criterion
     try:
-        # a threshold given by hand means: cut there, unless --cut says otherwise
-        rule = args.cut or ("threshold" if args.threshold is not None else own.rule)
-        cut = Cut(rule, args.cut_criterion or own.criterion, tuple(args.cut_band or own.band))
+        band = Cut(band=tuple(args.cut_band or own.band)).band
     except ValueError as e:
         raise CommandError(f"--cut-band: {e}") from None
+    centre = own.centre if (rule, criterion) == ("adaptive", "silhouette") else 0.0
+    try:
+        cut = Cut(rule, criterion, band, centre if args.cut_centre is None else args.cut_centre)
+    except ValueError as e:
+        raise CommandError(f"--cut-centre: {e}") from None
     threshold = args.threshold if args.threshold is not None else model.threshold_
     if threshold is None and cut.rule == "threshold":
         where = "" if Path(args.model).exists() else " (no such folder here: taken as a Hugging Face encoder name)"

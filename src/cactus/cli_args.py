@@ -12,7 +12,7 @@ import typing
 from dataclasses import fields
 
 from cactus.cluster import CRITERIA, CUTS, DEFAULT_GRID, check_threshold, parse_objective
-from cactus.cluster.cut import DEFAULT_BAND
+from cactus.cluster.cut import DEFAULT_BAND, Cut
 from cactus.data.tables import ROLES
 from cactus.encoder import ATTENTION_MODES
 from cactus.metrics import METRICS
@@ -37,6 +37,13 @@ EXIT_CODES = {
 def _threshold_arg(text: str) -> float:
     try:
         return check_threshold(text, "--threshold")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _centre_arg(text: str) -> float:
+    try:
+        return Cut("adaptive", centre=text).centre
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -99,6 +106,9 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
         p.add_argument("--cut-band", type=_threshold_arg, nargs=2, default=None, metavar=("LOW", "HIGH"),
                        help="the thresholds whose cuts the adaptive cut chooses among (default: the model's, else "
                             f"{DEFAULT_BAND[0]} {DEFAULT_BAND[1]})")
+        p.add_argument("--cut-centre", type=_centre_arg, default=None, metavar="C",
+                       help="the adaptive silhouette's share, in [0, 1], of each subset's mean embedding removed "
+                            "before its distances: shared context counts less (default: the model's, else 0)")
     p.add_argument("--max-tokens", type=_count_arg(2), default=None, metavar="K",
                    help="token limit per entity, special tokens included; longer texts are cut and counted "
                         "(default: the model's, 64 for a bare encoder)")

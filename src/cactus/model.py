@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from cactus.version import __version__
@@ -190,6 +191,26 @@ class Cactus:
             lora.merge_lora(self._encoder.backbone)
             self.config.adapter = {}
             self.base_published_ = False
+
+    def compress(self, rank: int, targets: Sequence[str] = ()) -> float:
+        """Replace a fine-tuned encoder by its published backbone plus a LoRA adapter of `rank` that holds the closest
+        rank-`rank` approximation of each target linear layer's update (`cactus.encoder.adapter.lora_from_update`;
+        `targets`: the layers' last names, default every linear layer). `save_pretrained` then writes the adapter
+        alone (a few MB). The update of every other weight is dropped: tune the threshold again. Returns the share of
+        the update's squared norm kept, which `config.training["compressed"]` records with the rank."""
+        self._require_weights("compression")
+        if self.config.adapter:
+            raise ValueError("the model has an adapter already: compression turns every-weight fine-tuning into one")
+        self._load()
+        backbone = self._encoder.backbone
+        linear = tuple(sorted({n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}))
+        start, _ = load_backbone(self.config.backbone)
+        spec, kept = lora.lora_from_update(backbone, start.state_dict(), rank, tuple(targets) or linear)
+        self._encoder.to(self.device)
+        self.config.adapter = spec.to_dict()
+        self.base_published_ = True
+        self.config.training["compressed"] = {"rank": rank, "update_norm_kept": kept}
+        return kept
 
     @property
     def encoder(self) -> SetEncoder:

@@ -11,7 +11,9 @@ Rules (`CUTS`):
 
 Criteria are computed for every cut of a subset in one pass along its merges (no clustering per cut):
 - "silhouette": mean silhouette on cosine distance 1 - s; s(i) = 0 for an entity alone in its cluster, and the
-  criterion is undefined for one cluster or n clusters.
+  criterion is undefined for one cluster or n clusters. With `Cut.centre` c > 0 the distances are those of the
+  embeddings less c times their subset's mean (`centred_similarity`): what every entity of the subset shares counts
+  less, so the criterion weighs the differences that the subset's own context makes. The dendrogram is unchanged.
 - "calinski_harabasz": between- over within-cluster dispersion, (B / (c - 1)) / (W / (n - c)) for c clusters. For
   unit-norm embeddings ||x_i - x_j||^2 = 2 - 2 s_ij, so W and B follow from the similarities: a cluster C adds
   |C| - (sum of s_ij over i, j in C) / |C| to W, and a merge adds its average similarity x |A| x |B| to that sum.
@@ -38,7 +40,8 @@ CUTS = {
                 "thresholds lie in a band (needs no threshold)",
 }
 CRITERIA = {
-    "silhouette": "mean silhouette on cosine distance",
+    "silhouette": "mean silhouette on cosine distance (optionally of the embeddings less a share of their subset's "
+                  "mean: `centre`)",
     "calinski_harabasz": "between- over within-cluster dispersion of the embeddings",
     "gap": "the widest range of thresholds inside the band over which the cut holds",
 }
@@ -55,11 +58,14 @@ class Cut:
         rule: one of `CUTS`.
         criterion: one of `CRITERIA` (adaptive only).
         band: (low, high) thresholds whose cuts are candidates (adaptive only).
+        centre: in [0, 1], the share of the subset's mean embedding removed before the silhouette's distances
+            (`centred_similarity`; adaptive silhouette only, 0 elsewhere).
     """
 
     rule: str = "threshold"
     criterion: str = "silhouette"
     band: tuple[float, float] = DEFAULT_BAND
+    centre: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rule not in CUTS:
@@ -70,9 +76,22 @@ class Cut:
         if low > high:
             raise ValueError(f"cut band: low {low} is above high {high}")
         object.__setattr__(self, "band", (low, high))
+        try:
+            centre = float(self.centre)
+        except (TypeError, ValueError):
+            raise ValueError(f"cut centre must be a number in [0, 1], got {self.centre!r}") from None
+        if not 0.0 <= centre <= 1.0:  # also refuses NaN
+            raise ValueError(f"cut centre must be a number in [0, 1], got {self.centre!r}")
+        if centre and (self.rule, self.criterion) != ("adaptive", "silhouette"):
+            raise ValueError(f"cut centre {centre:g} applies to the adaptive silhouette cut only, not to "
+                             f"{self.rule}{' ' + self.criterion if self.rule == 'adaptive' else ''}")
+        object.__setattr__(self, "centre", centre)
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule} if self.rule == "threshold" else asdict(self) | {"band": list(self.band)}
+        """JSON-friendly; the threshold rule saves its rule alone, and a centre of 0 is left out."""
+        if self.rule == "threshold":
+            return {"rule": self.rule}
+        return {k: v for k, v in asdict(self).items() if k != "centre" or v} | {"band": list(self.band)}
 
     @classmethod
     def from_dict(cls, record: dict) -> "Cut":
@@ -81,8 +100,9 @@ class Cut:
     def describe(self) -> str:
         if self.rule == "threshold":
             return "threshold: one threshold for every subset"
-        return f"adaptive: per subset, best {self.criterion} among the cuts at thresholds {self.band[0]:g} to " \
-               f"{self.band[1]:g}"
+        centred = f" (of the embeddings less {self.centre:g} x their subset's mean)" if self.centre else ""
+        return f"adaptive: per subset, best {self.criterion}{centred} among the cuts at thresholds {self.band[0]:g} " \
+               f"to {self.band[1]:g}"
 
 
 def _bounds(dendrogram: Dendrogram) -> tuple[np.ndarray, np.ndarray]:
@@ -115,14 +135,28 @@ def _node_tables(dendrogram: Dendrogram) -> tuple[np.ndarray, np.ndarray, np.nda
     return size, members, (created <= k) & (k < merged)
 
 
-def entity_silhouettes(dendrogram: Dendrogram, ks: np.ndarray) -> np.ndarray:
-    """(len(ks), n) every entity's silhouette on cosine distance at each cut in `ks` (cuts 1 .. n - 2, which have 2
-    to n - 1 clusters); nan for an entity alone in its cluster."""
+def centred_similarity(similarity: np.ndarray, centre: float) -> np.ndarray:
+    """(n, n) cosine similarities of unit vectors x_i less `centre` times their mean m, from their similarities s
+    alone: (x_i - c m) . (x_j - c m) = s_ij - c r_i - c r_j + c^2 r, with r_i = mean_j s_ij = x_i . m and
+    r = mean r_i = m . m, then normalised by the rows' norms. An entity at the mean itself (c = 1, n = 1) keeps
+    similarity 0 to every other."""
+    if not centre:
+        return similarity
+    row = similarity.mean(1)
+    gram = similarity - centre * (row[:, None] + row[None, :]) + centre ** 2 * row.mean()
+    norm = np.sqrt(np.maximum(np.diag(gram), 0.0))
+    norm = np.where(norm > 1e-12, norm, np.inf)
+    return gram / norm[:, None] / norm[None, :]
+
+
+def entity_silhouettes(dendrogram: Dendrogram, ks: np.ndarray, centre: float = 0.0) -> np.ndarray:
+    """(len(ks), n) every entity's silhouette on cosine distance (of the embeddings less `centre` times their mean)
+    at each cut in `ks` (cuts 1 .. n - 2, which have 2 to n - 1 clusters); nan for an entity alone in its cluster."""
     n = dendrogram.n_entities
     out = np.full((len(ks), n), np.nan)
     if len(ks) == 0:
         return out
-    distance = 1.0 - dendrogram.rounded
+    distance = 1.0 - centred_similarity(dendrogram.rounded, centre)
     np.fill_diagonal(distance, 0.0)
     size, members, alive = _node_tables(dendrogram)
     sums = distance @ members  # (n, 2n - 1): total distance from each entity to each node's members
@@ -139,15 +173,15 @@ def entity_silhouettes(dendrogram: Dendrogram, ks: np.ndarray) -> np.ndarray:
     return out
 
 
-def silhouettes(dendrogram: Dendrogram, cuts: np.ndarray | None = None) -> np.ndarray:
-    """(n,) mean silhouette on cosine distance of every cut, or of the (n,) bool `cuts` only (nan elsewhere), an entity
-    alone in its cluster counting 0; nan for one cluster or n clusters."""
+def silhouettes(dendrogram: Dendrogram, cuts: np.ndarray | None = None, centre: float = 0.0) -> np.ndarray:
+    """(n,) mean silhouette on cosine distance (`entity_silhouettes`) of every cut, or of the (n,) bool `cuts` only
+    (nan elsewhere), an entity alone in its cluster counting 0; nan for one cluster or n clusters."""
     n = dendrogram.n_entities
     out = np.full(n, np.nan)
     wanted = np.zeros(n, dtype=bool)
     wanted[1: n - 1] = True  # cuts 1 .. n - 2 have 2 .. n - 1 clusters
     ks = np.flatnonzero(wanted if cuts is None else wanted & cuts)
-    out[ks] = np.nan_to_num(entity_silhouettes(dendrogram, ks), nan=0.0).mean(-1)
+    out[ks] = np.nan_to_num(entity_silhouettes(dendrogram, ks, centre), nan=0.0).mean(-1)
     return out
 
 
@@ -182,15 +216,16 @@ def gaps(dendrogram: Dendrogram, band: tuple[float, float]) -> np.ndarray:
     return np.minimum(upper, band[1]) - np.maximum(lower, band[0])
 
 
-def criterion_scores(dendrogram: Dendrogram, criterion: str, band: tuple[float, float]) -> np.ndarray:
-    """(n,) the criterion of every cut that is a candidate in `band` (nan elsewhere, and where undefined)."""
-    allowed = candidates(dendrogram, band)
-    if criterion == "silhouette":
-        scores = silhouettes(dendrogram, allowed)
-    elif criterion == "calinski_harabasz":
+def criterion_scores(dendrogram: Dendrogram, cut: Cut) -> np.ndarray:
+    """(n,) the adaptive `cut`'s criterion of every cut that is a candidate in its band (nan elsewhere, and where
+    undefined)."""
+    allowed = candidates(dendrogram, cut.band)
+    if cut.criterion == "silhouette":
+        scores = silhouettes(dendrogram, allowed, cut.centre)
+    elif cut.criterion == "calinski_harabasz":
         scores = calinski_harabasz(dendrogram)
     else:
-        scores = gaps(dendrogram, band)
+        scores = gaps(dendrogram, cut.band)
     return np.where(allowed, scores, np.nan)
 
 
@@ -210,7 +245,7 @@ def choose_cut(dendrogram: Dendrogram, cut: Cut, threshold: float | None) -> int
         if threshold is None:
             raise ValueError("the threshold cut needs a threshold")
         return int(dendrogram.merges_at(threshold))
-    scores = criterion_scores(dendrogram, cut.criterion, cut.band)
+    scores = criterion_scores(dendrogram, cut)
     chosen = pick(scores)
     if chosen is not None:
         return chosen

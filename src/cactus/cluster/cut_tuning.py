@@ -3,8 +3,9 @@
 Every subset's dendrogram and its metrics after every prefix of merges (`merge_prefix_scores`) are computed once; a
 rule then picks one cut per subset (`choose_cut`, as prediction does) and reads that cut's metrics, so no rule
 clusters or scores a subset again. The threshold is tuned first, as `tune_threshold` does (same grid, same tie
-rule); the adaptive candidates are the default band and bands centred on the tuned threshold. The rule with the best
-objective wins; the threshold rule wins ties (it is the simpler one).
+rule); the adaptive candidates are the default band and bands centred on the tuned threshold, and for silhouette each
+share of the subset's mean removed (`CENTRES`). The rule with the best objective wins; the threshold rule wins ties
+(it is the simpler one), then the earlier candidate.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from cactus.cluster.threshold import ThresholdCurve, merge_prefix_scores, parse_
 from cactus.metrics import METRICS
 
 BAND_WIDTHS = (0.05, 0.1, 0.15, 0.2, 0.3)  # half-widths of the bands centred on the tuned threshold
+# Shares of the subset's mean removed before the silhouette (`Cut.centre`): leaving one family out in turn, 0.5 was
+# chosen for 8 of 10 families and 0.25 for 2 from 0 to 1 in steps of 0.25 (docs/results/cut_variants.md)
+CENTRES = (0.0, 0.25, 0.5)
 _TIE = 1e-12
 
 
@@ -53,10 +57,11 @@ class CutChoice:
 
 def candidate_cuts(threshold: float, criteria: Sequence[str] = tuple(CRITERIA)) -> list[Cut]:
     """The threshold rule, then the adaptive rule per criterion in the default band and in bands centred on
-    `threshold` (clipped to [-1, 1])."""
+    `threshold` (clipped to [-1, 1]), silhouette with each of `CENTRES`."""
     bands = [DEFAULT_BAND] + [(max(-1.0, round(threshold - w, 6)), min(1.0, round(threshold + w, 6)))
                               for w in BAND_WIDTHS]
-    return [Cut()] + [Cut("adaptive", c, band) for c in criteria for band in dict.fromkeys(bands)]
+    return [Cut()] + [Cut("adaptive", c, band, centre) for c in criteria for band in dict.fromkeys(bands)
+                      for centre in (CENTRES if c == "silhouette" else (0.0,))]
 
 
 def rule_scores(dendrograms: Sequence[Dendrogram], prefix_scores: Sequence[dict[str, np.ndarray]], cut: Cut,

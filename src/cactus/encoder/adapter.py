@@ -133,6 +133,35 @@ def load_lora(backbone: nn.Module, spec: LoraSpec, folder: Path) -> None:
                 p.copy_(saved[name])
 
 
+def lora_from_update(backbone: nn.Module, start: dict[str, torch.Tensor], rank: int,
+                     targets: tuple[str, ...]) -> tuple[LoraSpec, float]:
+    """Turn a fine-tuned `backbone` into `start` (its weights before fine-tuning, by state-dict name) plus a LoRA
+    adapter of `rank` on the `targets` layers, in place. Each target layer's update W - W_start is truncated to its
+    `rank` largest singular values, the closest rank-r matrix in Frobenius norm (Eckart-Young), and stored as B A
+    with alpha = rank (scale 1). Every other weight (embeddings, layer norms, biases, other layers) goes back to
+    `start`'s: an adapter holds none of them. Returns the spec and the share of the whole update's squared norm
+    (every weight) that the adapter keeps."""
+    state = backbone.state_dict()  # views of the tuned weights, which the adapter's layers keep as their base
+    if state.keys() != start.keys() or any(state[k].shape != start[k].shape for k in state):
+        raise ValueError("the start weights do not fit the backbone: compression needs the backbone it was tuned from")
+    spec = add_lora(backbone, LoraSpec(rank, float(rank), targets))  # checks rank and targets; B = 0 changes nothing
+    kept = 0.0
+    with torch.no_grad():
+        update = {k: (v - start[k].to(v.device)).double() for k, v in state.items() if v.is_floating_point()}
+        layers = [m for m in backbone.modules() if _is_lora(m)]
+        tuned = [m.get_base_layer().weight.detach().clone() for m in layers]
+        for k, v in state.items():
+            v.copy_(start[k])
+        for module, weight in zip(layers, tuned):
+            u, sigma, vh = torch.linalg.svd((weight - module.get_base_layer().weight).double(), full_matrices=False)
+            root = sigma[:rank].sqrt()
+            module.lora_A[ADAPTER_NAME].weight.copy_(root[:, None] * vh[:rank])
+            module.lora_B[ADAPTER_NAME].weight.copy_(u[:, :rank] * root)
+            kept += float((sigma[:rank] ** 2).sum())
+    total = sum(float((d ** 2).sum()) for d in update.values())
+    return spec, kept / total if total else 1.0
+
+
 def scale_lora(backbone: nn.Module, weight: float) -> None:
     """Multiply every adapted layer's update by `weight` in place (B is scaled: exact, and saved as such)."""
     unfold(backbone)
