@@ -17,7 +17,10 @@ For every model, every test family gets the same embeddings cut by each rule:
 Models: `--pretrained` (the shipped default encoder, each family left out in turn; with `--by-dataset` also each
 family's whole dataset, so that nothing fitted on the validation subsets saw the family's texts), `--loo
 FAMILY=FOLDER` (a model trained on the other four of the five families, as in the leave_one_out experiment), and
-`--trained FOLDER` (a model trained on the five families, tested on each of them: the in-distribution cost). Speed:
+`--trained FOLDER` (a model trained on the five families, tested on each of them: the in-distribution cost),
+`--loo-datasets` (the leave_one_dataset_out experiment's adapter models, each trained without one dataset, as trained
+and interpolated halfway with the threshold tuned again on its training families, as the shipped default's recipe
+does; run that experiment first). Speed:
 the clustering time of each rule against the time of `predict` (embedding included) on the same test subsets.
 
 With `--write-context-free` (and --pretrained), the shipped context-free model's cut becomes the adaptive silhouette
@@ -26,6 +29,7 @@ records how, with the leave-one-family-out result.
 
     python benchmarks/adaptive_cut.py --pretrained --by-dataset --families F1 F2 ... [--write-context-free]
     python benchmarks/adaptive_cut.py --loo clinc_intent=runs/.../best ... --trained runs/.../best
+    python benchmarks/adaptive_cut.py --loo-datasets --val-subsets 25 --test-subsets 80 --out OUT
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from experiments import FIVE, SIX, Experiment
+from experiments.store import default_dirs, training_folder
 from provenance import command_line, machine_info
 
 from cactus import Cactus
@@ -251,6 +256,28 @@ def loo_result(per_family: dict, embed_seconds: float) -> dict:
             "predict_seconds": None, "cluster_seconds": {}}
 
 
+def dataset_models(sizes: tuple, weight: float) -> dict:
+    """The leave_one_dataset_out experiment's adapter models (trained without one dataset each), interpolated by
+    `weight` (the threshold then tuned again on the training families' validation subsets), on their left-out
+    families."""
+    _, work = default_dirs(False)
+    per_family, seconds = {}, 0.0
+    for label, (spec, _) in Experiment.load("leave_one_dataset_out").runs.items():
+        if not label.startswith("SIA + LoRA,") or spec.interpolate != 1.0:
+            continue
+        emb = Embedded(Cactus.from_pretrained(training_folder(work, spec, 0) / "train" / "best", device="cpu"), *sizes)
+        seen, stored = tuple(spec.train_families), emb.model.threshold_
+        if weight != 1.0:
+            emb.model.interpolate(weight)
+            stored = tune_threshold(*emb.pooled_val(seen), objective=emb.model.config.objective).best_threshold
+        per_family |= run_model(emb, {f: (stored, seen) for f in spec.test_families}, "")["per_family"]
+        seconds += emb.embed_seconds
+    about = ("Each family is tested with the leave_one_dataset_out experiment's model trained without its dataset "
+             "(SIA, LoRA rank 16, 500 steps)" + (f", interpolated by {weight} and its threshold tuned again on its "
+                                                 "training families" if weight != 1.0 else "") + ".")
+    return loo_result(per_family, seconds) | {"about": about}
+
+
 def run_model(emb: Embedded, tests: dict, about: str) -> dict:
     per_family = evaluate_model(emb, tests)
     seconds = {name: sum(rows[name]["seconds"] for rows in per_family.values())
@@ -270,6 +297,8 @@ def main() -> None:
                     help="with --pretrained, also leave out each family's whole dataset")
     ap.add_argument("--loo", nargs="+", default=[], metavar="FAMILY=FOLDER", help="models trained without FAMILY")
     ap.add_argument("--trained", type=Path, default=None, help="a model trained on the five families")
+    ap.add_argument("--loo-datasets", action="store_true",
+                    help="the leave_one_dataset_out experiment's adapter models, as trained and interpolated halfway")
     ap.add_argument("--val-subsets", type=int, default=200)
     ap.add_argument("--test-subsets", type=int, default=200)
     ap.add_argument("--out", type=Path, default=Path("docs/results/adaptive_cut"))
@@ -305,6 +334,9 @@ def main() -> None:
         stored = emb.model.threshold_
         models["trained on the five families (in distribution)"] = run_model(
             emb, {f: (stored, FIVE) for f in FIVE}, "The same model on the test subsets of the families it trained on.")
+    if args.loo_datasets:
+        for weight in (1.0, 0.5):
+            models[f"trained without the dataset, w {weight}"] = dataset_models(sizes, weight)
     command = command_line()
     record = {"commands": [command], "date": date.today().isoformat(), "val_subsets": args.val_subsets,
               "test_subsets": args.test_subsets, "models": {}, "machine": machine_info()}
