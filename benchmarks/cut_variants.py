@@ -29,6 +29,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from adaptive_cut import CENTRE_GRID
 from provenance import command_line, machine_info, write_record
 
 from cactus import Cactus
@@ -100,7 +101,6 @@ VARIANTS |= {f"band {lo} to {hi}": {"band": (lo, hi)} for lo, hi in ((0.1, 0.7),
 
 CHOSEN = "band chosen on validation"
 BAND_GRID = [(lo, hi) for lo in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3) for hi in (0.5, 0.6, 0.7, 0.8)]
-CENTRE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 CENTRED = "centre chosen on validation"
 
 

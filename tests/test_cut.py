@@ -37,9 +37,13 @@ def test_silhouette_of_chosen_cuts_only_equals_the_full_pass():
     dendrogram = Dendrogram(x @ x.T)
     wanted = np.zeros(40, dtype=bool)
     wanted[[3, 10, 20]] = True
-    some, full = silhouettes(dendrogram, wanted), silhouettes(dendrogram)
+    some = silhouettes(dendrogram, wanted)
+    full = silhouettes(Dendrogram(x @ x.T))  # a fresh tree: nothing read back from the first call
     np.testing.assert_array_equal(some[wanted], full[wanted])
     assert np.isnan(some[~wanted]).all()
+    # the same tree asked again, for more cuts: the kept values and the new ones, as a fresh pass gives them
+    np.testing.assert_array_equal(silhouettes(dendrogram), full)
+    np.testing.assert_array_equal(silhouettes(dendrogram, centre=0.5), silhouettes(Dendrogram(x @ x.T), centre=0.5))
 
 
 def test_candidates_and_gaps_follow_the_merge_similarities():

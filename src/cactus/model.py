@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from cactus.version import __version__
@@ -202,10 +201,8 @@ class Cactus:
         if self.config.adapter:
             raise ValueError("the model has an adapter already: compression turns every-weight fine-tuning into one")
         self._load()
-        backbone = self._encoder.backbone
-        linear = tuple(sorted({n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}))
         start, _ = load_backbone(self.config.backbone)
-        spec, kept = lora.lora_from_update(backbone, start.state_dict(), rank, tuple(targets) or linear)
+        spec, kept = lora.lora_from_update(self._encoder.backbone, start.state_dict(), rank, tuple(targets))
         self._encoder.to(self.device)
         self.config.adapter = spec.to_dict()
         self.base_published_ = True

@@ -98,12 +98,15 @@ class Dendrogram:
         linkage: (n - 1, 4) scipy linkage matrix in input order: row m merges nodes linkage[m, 0] and linkage[m, 1]
             (ids < n are entities by input index, id n + m is the cluster formed by row m) at height
             linkage[m, 2] = 1 - similarities[m], giving linkage[m, 3] entities.
+        derived: values other modules compute from the tree once and read again (the cut criteria of
+            `cactus.cluster.cut`, when several rules cut the same subset), by their own keys.
     """
 
     def __init__(self, similarity: np.ndarray):
         q = _quantise(similarity)
         n = self.n_entities = len(q)
         self.rounded = q / _SCALE
+        self.derived: dict = {}
         if n == 1:
             self.similarities, self.linkage = np.empty(0), np.empty((0, 4))
             return

@@ -175,13 +175,18 @@ def entity_silhouettes(dendrogram: Dendrogram, ks: np.ndarray, centre: float = 0
 
 def silhouettes(dendrogram: Dendrogram, cuts: np.ndarray | None = None, centre: float = 0.0) -> np.ndarray:
     """(n,) mean silhouette on cosine distance (`entity_silhouettes`) of every cut, or of the (n,) bool `cuts` only
-    (nan elsewhere), an entity alone in its cluster counting 0; nan for one cluster or n clusters."""
+    (nan elsewhere), an entity alone in its cluster counting 0; nan for one cluster or n clusters. Each cut's value
+    is computed once per dendrogram and centre (kept in `dendrogram.derived`): rules that differ only in their band,
+    as `tune_cut` tries, share it."""
     n = dendrogram.n_entities
     out = np.full(n, np.nan)
     wanted = np.zeros(n, dtype=bool)
     wanted[1: n - 1] = True  # cuts 1 .. n - 2 have 2 .. n - 1 clusters
     ks = np.flatnonzero(wanted if cuts is None else wanted & cuts)
-    out[ks] = np.nan_to_num(entity_silhouettes(dendrogram, ks, centre), nan=0.0).mean(-1)
+    known = dendrogram.derived.setdefault(("silhouette", centre), np.full(n, np.nan))  # nan: not computed yet
+    todo = ks[np.isnan(known[ks])]
+    known[todo] = np.nan_to_num(entity_silhouettes(dendrogram, todo, centre), nan=0.0).mean(-1)
+    out[ks] = known[ks]
     return out
 
 

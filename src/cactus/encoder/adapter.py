@@ -69,6 +69,11 @@ def default_targets(backbone: nn.Module) -> tuple[str, ...]:
     return tuple(TARGETS[model_type])
 
 
+def linear_layers(backbone: nn.Module) -> set[str]:
+    """The last names of the backbone's linear layers ("query", "dense", ...): what adapter targets name."""
+    return {name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if isinstance(m, nn.Linear)}
+
+
 def add_lora(backbone: nn.Module, spec: LoraSpec) -> LoraSpec:
     """Put a fresh adapter of `spec`'s shape into `backbone` in place (its own weights frozen, the adapter's
     trainable); the spec with its targets resolved."""
@@ -77,7 +82,7 @@ def add_lora(backbone: nn.Module, spec: LoraSpec) -> LoraSpec:
     if has_lora(backbone):
         raise ValueError("the backbone already has an adapter")
     targets = spec.targets or default_targets(backbone)
-    linear = {name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if isinstance(m, nn.Linear)}
+    linear = linear_layers(backbone)
     unknown = sorted(set(targets) - linear)
     if unknown:
         raise ValueError(f"adapter targets {unknown} are not linear layers of the backbone "
@@ -134,20 +139,22 @@ def load_lora(backbone: nn.Module, spec: LoraSpec, folder: Path) -> None:
 
 
 def lora_from_update(backbone: nn.Module, start: dict[str, torch.Tensor], rank: int,
-                     targets: tuple[str, ...]) -> tuple[LoraSpec, float]:
+                     targets: tuple[str, ...] = ()) -> tuple[LoraSpec, float]:
     """Turn a fine-tuned `backbone` into `start` (its weights before fine-tuning, by state-dict name) plus a LoRA
-    adapter of `rank` on the `targets` layers, in place. Each target layer's update W - W_start is truncated to its
-    `rank` largest singular values, the closest rank-r matrix in Frobenius norm (Eckart-Young), and stored as B A
-    with alpha = rank (scale 1). Every other weight (embeddings, layer norms, biases, other layers) goes back to
-    `start`'s: an adapter holds none of them. Returns the spec and the share of the whole update's squared norm
-    (every weight) that the adapter keeps."""
+    adapter of `rank` on the `targets` layers (empty: every linear layer), in place. Each target layer's update
+    W - W_start is truncated to its `rank` largest singular values, the closest rank-r matrix in Frobenius norm
+    (Eckart-Young), and stored as B A with alpha = rank (scale 1). Every other weight (embeddings, layer norms,
+    biases, other layers) goes back to `start`'s: an adapter holds none of them. Returns the spec and the share of
+    the whole update's squared norm (every weight) that the adapter keeps."""
     state = backbone.state_dict()  # views of the tuned weights, which the adapter's layers keep as their base
     if state.keys() != start.keys() or any(state[k].shape != start[k].shape for k in state):
         raise ValueError("the start weights do not fit the backbone: compression needs the backbone it was tuned from")
+    targets = targets or tuple(sorted(linear_layers(backbone)))
     spec = add_lora(backbone, LoraSpec(rank, float(rank), targets))  # checks rank and targets; B = 0 changes nothing
     kept = 0.0
     with torch.no_grad():
-        update = {k: (v - start[k].to(v.device)).double() for k, v in state.items() if v.is_floating_point()}
+        total = sum(float(((v - start[k].to(v.device)).double() ** 2).sum())
+                    for k, v in state.items() if v.is_floating_point())
         layers = [m for m in backbone.modules() if _is_lora(m)]
         tuned = [m.get_base_layer().weight.detach().clone() for m in layers]
         for k, v in state.items():
@@ -158,7 +165,6 @@ def lora_from_update(backbone: nn.Module, start: dict[str, torch.Tensor], rank: 
             module.lora_A[ADAPTER_NAME].weight.copy_(root[:, None] * vh[:rank])
             module.lora_B[ADAPTER_NAME].weight.copy_(u[:, :rank] * root)
             kept += float((sigma[:rank] ** 2).sum())
-    total = sum(float((d ** 2).sum()) for d in update.values())
     return spec, kept / total if total else 1.0
 
 
