@@ -153,10 +153,13 @@ def test_fia_equals_stock_model_on_the_concatenation(name, bert, t5):
     with torch.no_grad():
         for b, row in enumerate(ids):
             spans = [torch.tensor(x) for x in row]
-            kwargs = {}
+            ids_row = torch.cat(spans)[None]
+            # an explicit mask: without one, transformers (5.25 on) reads restarting position ids as packed
+            # sequences and lets each entity attend to itself alone
+            kwargs = {"attention_mask": torch.ones_like(ids_row)}
             if name == "bert":
                 kwargs["position_ids"] = torch.cat([torch.arange(len(s)) for s in spans])[None]
-            hidden = model(input_ids=torch.cat(spans)[None], **kwargs).last_hidden_state[0]
+            hidden = model(input_ids=ids_row, **kwargs).last_hidden_state[0]
             for n, part in enumerate(hidden.split([len(s) for s in spans])):
                 torch.testing.assert_close(out[b, n], F.normalize(part.mean(0), dim=-1), atol=ATOL, rtol=0)
 
