@@ -4,7 +4,7 @@ subsets, choose the cut on 20 more, and score it; the README's "Adapt to your da
 The starting models are the best models of `benchmarks/configs/leave_one_dataset_out.json` (the default's recipe,
 trained without the family's dataset: what the shipped default is to a family it never saw). For each left-out
 family (--families, default: every one) and each --sizes n: the first n training subsets of the family, the first
---val-subsets validation subsets, 200 steps of LoRA training on the model's own adapter (lr 5e-4 or --lr, batches of 4,
+--val-subsets validation subsets, 200 steps of LoRA training on the model's own adapter (lr 5e-4, batches of 4,
 validated before the first step and every 50 steps, the best validated model kept: the start too), then `tune_cut`
 on the same validation subsets, then the first 80 test subsets scored with the model's cut. Wall time covers the
 training and the cut choice. References, on the same test subsets, from docs/results/default_model.json: the
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from default_model import paired_difference
 from experiments import Experiment
-from leave_one_out import METHODS, SHIPPED
 from experiments.spec import REPO
 from experiments.store import default_dirs, record_path, training_folder
+from leave_one_out import METHODS, SHIPPED
 from provenance import machine_info, write_record
 
 from cactus import Cactus
@@ -47,10 +47,8 @@ def ami_per_subset(model: Cactus, subsets: list) -> list[float]:
     return [row["ami"] for row in evaluate_predictions(subsets, model.predict(subsets))["per_subset"]]
 
 
-def adapt(start: Path, weight: float, threshold: float, train: list, val: list, test: list, seed: int,
-          recipe: dict) -> dict:
-    """Adapt the model at `start`, interpolated by `weight` (with the `threshold` tuned for that weight), by
-    `recipe` (`TrainingConfig` fields)."""
+def adapt(start: Path, weight: float, threshold: float, train: list, val: list, test: list, seed: int) -> dict:
+    """Adapt the model at `start`, interpolated by `weight` (with the `threshold` tuned for that weight)."""
     model = Cactus.from_pretrained(start, device="cpu")
     if weight != 1.0:
         model.interpolate(weight)
@@ -58,7 +56,7 @@ def adapt(start: Path, weight: float, threshold: float, train: list, val: list, 
     before = ami_per_subset(model, test)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cactus-adapt-") as out:
-        model.fit(train, val, config=TrainingConfig(**recipe, seed=seed, progress=False, log_every=0),
+        model.fit(train, val, config=TrainingConfig(**RECIPE, seed=seed, progress=False, log_every=0),
                   output_dir=out)
     model.tune_cut(val)
     seconds = time.perf_counter() - began
@@ -77,10 +75,8 @@ def main() -> None:
     ap.add_argument("--default-record", default=str(REPO / "docs/results/default_model.json"))
     ap.add_argument("--interpolate", type=float, default=1.0,
                     help="start from the experiment's run with this interpolation weight (the shipped default's: 0.5)")
-    ap.add_argument("--lr", type=float, default=RECIPE["lr"], help="the adapter's learning rate")
     ap.add_argument("--out", default=str(REPO / "docs/results/adaptation"))
     args = ap.parse_args()
-    recipe = {**RECIPE, "lr": args.lr}
     import torch
 
     torch.set_num_threads(args.threads)
@@ -89,13 +85,11 @@ def main() -> None:
     results, work = default_dirs(False)
     done = Path(args.out).with_suffix(".json")
     before = json.loads(done.read_text()) if done.is_file() else {"rows": [], "date": date.today().isoformat()}
-    if done.is_file() and before["recipe"] != recipe:
-        raise SystemExit(f"{done} holds rows of another recipe ({before['recipe']}): write to another --out")
     rows = before["rows"]  # rows measured before are kept
     measured = before["date"]  # the record's date: the day its last row was measured
 
     def write() -> None:
-        record = record_of(rows, args.threads, reference, measured, args.interpolate, recipe)
+        record = record_of(rows, args.threads, reference, measured, args.interpolate)
         write_record(args.out, record, markdown(record))
 
     for label, (spec, _) in Experiment.load(EXPERIMENT).runs.items():
@@ -114,7 +108,7 @@ def main() -> None:
             val = read_subsets(bench / family / "val.jsonl")[: args.val_subsets]
             test = read_subsets(bench / family / "test.jsonl")[: args.test_subsets]
             for n in sizes:
-                result = adapt(start, spec.interpolate, threshold, train_pool[:n], val, test, seed=0, recipe=recipe)
+                result = adapt(start, spec.interpolate, threshold, train_pool[:n], val, test, seed=0)
                 row = {"family": family, "start": label, "train_subsets": n, "val_subsets": len(val),
                        "minutes": result["seconds"] / 60, "cut": result["cut"], "threshold": result["threshold"],
                        "before": float(np.mean(result["before"])), "after": float(np.mean(result["after"])),
@@ -128,8 +122,7 @@ def main() -> None:
     write()
 
 
-def record_of(rows: list[dict], threads: int, reference: dict, measured: str, interpolate: float,
-              recipe: dict) -> dict:
+def record_of(rows: list[dict], threads: int, reference: dict, measured: str, interpolate: float) -> dict:
     summary = {}
     for n in sorted({r["train_subsets"] for r in rows}):
         after = {r["family"]: np.asarray(r["after_per_subset"]) for r in rows if r["train_subsets"] == n}
@@ -141,9 +134,8 @@ def record_of(rows: list[dict], threads: int, reference: dict, measured: str, in
                for key in ("pretrained, own t", "context-free, stored t")},
             "at_least_pretrained_own_t": int(sum(v.mean() >= np.mean(reference["pretrained, own t"][f])
                                                  for f, v in after.items()))}
-    command = ("python benchmarks/adaptation.py" + (f" --interpolate {interpolate}" if interpolate != 1.0 else "")
-               + (f" --lr {recipe['lr']:g}" if recipe["lr"] != RECIPE["lr"] else ""))
-    return {"command": command, "date": measured, "interpolate": interpolate, "recipe": recipe, "rows": rows,
+    command = "python benchmarks/adaptation.py" + (f" --interpolate {interpolate}" if interpolate != 1.0 else "")
+    return {"command": command, "date": measured, "interpolate": interpolate, "recipe": RECIPE, "rows": rows,
             "summary": summary, "machine": machine_info(threads=threads)}
 
 

@@ -16,8 +16,9 @@ same choice made on every left-out family is the weight the shipped default uses
 
 `--method` picks the runs scored: `lora` the shipped default's recipe, a LoRA adapter at learning rate 5e-4 (the
 config's "SIA + LoRA, ..." runs; docs/results/leave_one_out.{json,md}); `lora-1e-3` the same at 1e-3 ("SIA + LoRA
-lr 1e-3, ..."); `full` fine-tuning every weight ("SIA, every weight, ..."). Each other method's record is
-docs/results/leave_one_out_<method>.{json,md} and compares it with the `lora` runs, column by column.
+lr 1e-3, ..."); `lora-r48` the same at rank 48 ("SIA + LoRA r48, ..."); `full` fine-tuning every weight ("SIA,
+every weight, ..."). Each other method's record is docs/results/leave_one_out_<method>.{json,md} and compares it
+with the `lora` runs, column by column.
 
     python benchmarks/leave_one_out.py                       # the shipped default's recipe
     python benchmarks/leave_one_out.py --method lora-1e-3    # the adapter at twice the learning rate, against it
@@ -47,6 +48,8 @@ INTERPOLATED_KEYS = {"interpolated, stored t": "stored", "interpolated, adaptive
 METHODS = {"lora": ("SIA + LoRA,", "SIA with a LoRA adapter (rank 16 on every linear layer, learning rate 5e-4)"),
            "lora-1e-3": ("SIA + LoRA lr 1e-3,", "SIA with a LoRA adapter (rank 16 on every linear layer, learning "
                          "rate 1e-3)"),
+           "lora-r48": ("SIA + LoRA r48,", "SIA with a LoRA adapter (rank 48, alpha 48, on every linear layer, "
+                        "learning rate 5e-4)"),
            "full": ("SIA, every weight,", "SIA fine-tuning every weight (learning rate 5e-5)")}
 SHIPPED = "lora"  # the method of the shipped default, whose interpolation weight this choice sets
 
