@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from experiments import FIVE, SIX, Experiment
 from experiments.store import default_dirs, training_folder
+from leave_one_out import METHODS, SHIPPED
 from provenance import command_line, machine_info
 
 from cactus import Cactus
@@ -263,7 +264,7 @@ def dataset_models(sizes: tuple, weight: float) -> dict:
     _, work = default_dirs(False)
     per_family, seconds = {}, 0.0
     for label, (spec, _) in Experiment.load("leave_one_dataset_out").runs.items():
-        if not label.startswith("SIA + LoRA,") or spec.interpolate != 1.0:
+        if not label.startswith(METHODS[SHIPPED][0]) or spec.interpolate != 1.0:
             continue
         emb = Embedded(Cactus.from_pretrained(training_folder(work, spec, 0) / "train" / "best", device="cpu"), *sizes)
         seen, stored = tuple(spec.train_families), emb.model.threshold_
