@@ -40,7 +40,9 @@ def main() -> None:
             print(f"no record yet for {label!r}: left out")
             continue
         record = json.loads(path.read_text())
+        machine = record["machine"]
         runs[label] = {"spec": spec, "threshold": record["threshold"],
+                       "trained_on": machine["cpu"] if machine.get("device", "cpu") == "cpu" else machine["device"],
                        "scores": {column: {f: np.asarray(v[f"{key}_ami_per_subset"])
                                            for f, v in record["families"].items()} for column, key in KEYS.items()}}
     full = {r["spec"].interpolate: r for r in runs.values() if not r["spec"].lora_rank}
@@ -49,7 +51,7 @@ def main() -> None:
         reference = full.get(r["spec"].interpolate)
         rows[label] = {
             "lr": r["spec"].lr, "rank": r["spec"].lora_rank, "interpolate": r["spec"].interpolate,
-            "threshold": r["threshold"],
+            "threshold": r["threshold"], "trained_on": r["trained_on"],
             **{column: float(np.mean([s.mean() for s in r["scores"][column].values()])) for column in KEYS},
             **({f"{column} - every weight": paired_difference(r["scores"][column], reference["scores"][column],
                                                                relative=False) for column in KEYS}
@@ -75,12 +77,13 @@ def markdown(rec: dict) -> str:
         f"again). Mean test AMI over the first 80 test subsets of each of the {len(rec['families'])} families, at "
         "the model's one stored threshold and with the adaptive cut (per subset, the best silhouette, band 0.05 to "
         "0.7); against fine-tuning every weight at the same w: the mean difference with its 95% paired bootstrap "
-        "interval.", "",
+        "interval. *trained on*: the machine of the run's record (the same seed trains a little differently on "
+        "other hardware).", "",
         "| run | lr | rank | w | stored threshold | stored t | adaptive cut | stored t - every weight | "
-        "adaptive cut - every weight |", "|---|---|---|---|---|---|---|---|---|",
+        "adaptive cut - every weight | trained on |", "|---|---|---|---|---|---|---|---|---|---|",
         *[f"| {label} | {r['lr']:g} | {r['rank'] or 'every weight'} | {r['interpolate']} | {r['threshold']:.2f} | "
-          f"{r['stored t']:.3f} | {r['adaptive cut']:.3f} | {diff(r, 'stored t')} | {diff(r, 'adaptive cut')} |"
-          for label, r in rec["runs"].items()], "",
+          f"{r['stored t']:.3f} | {r['adaptive cut']:.3f} | {diff(r, 'stored t')} | {diff(r, 'adaptive cut')} | "
+          f"{r['trained_on']} |" for label, r in rec["runs"].items()], "",
     ])
 
 

@@ -63,6 +63,44 @@ def test_adapter_on_the_published_backbone_saves_alone_and_reloads(examples, tmp
     assert embeddings_equal(reloaded, model, examples, atol=1e-6)
 
 
+def test_a_float16_adapter_halves_the_file_and_reloads_rounded(tiny_backbone, examples, tmp_path):
+    """Stored as float16 the adapter's file is half the float32 one; the model loads with the adapter rounded to
+    float16 (and back to the backbone's float32), embedding within rounding of the model saved; the model in memory
+    keeps its float32 adapter; a bad dtype, or one asked of a model without adapter, is refused by name."""
+    from safetensors import safe_open
+
+    model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    model.add_adapter(LoraSpec(rank=4))
+    nudge_adapter(model)
+    model.adopt_threshold(0.3)
+    before = {n: p.detach().clone() for n, p in model.encoder.named_parameters() if ".lora_" in n}
+    model.save_pretrained(tmp_path / "f32")
+    model.save_pretrained(tmp_path / "f16", adapter_dtype="float16")
+    file = "adapter/adapter_model.safetensors"
+    def data_bytes(path) -> int:  # a safetensors file: 8 bytes of header length, the JSON header, the tensors
+        raw = path.read_bytes()
+        return len(raw) - 8 - int.from_bytes(raw[:8], "little")
+
+    weights = sum(t.numel() for t in before.values())
+    assert [data_bytes(tmp_path / d / file) for d in ("f32", "f16")] == [4 * weights, 2 * weights]
+    with safe_open(str(tmp_path / "f16" / file), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    assert all(torch.equal(p, before[n]) for n, p in model.encoder.named_parameters() if ".lora_" in n)
+
+    half = Cactus.from_pretrained(tmp_path / "f16", device="cpu")
+    loaded = {n: p for n, p in half.encoder.named_parameters() if ".lora_" in n}
+    assert all(p.dtype == torch.float32 and torch.equal(p, before[n].half().float()) for n, p in loaded.items())
+    assert not embeddings_equal(half, model, examples, atol=0.0), "float16 must round the adapter"
+    assert embeddings_equal(half, model, examples, atol=1e-3)
+
+    with pytest.raises(ValueError, match="adapter dtype 'int8' is not one of float32, float16, bfloat16"):
+        model.save_pretrained(tmp_path / "bad", adapter_dtype="int8")
+    assert not (tmp_path / "bad").exists()
+    plain = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    with pytest.raises(ValueError, match="has no adapter"):
+        plain.save_pretrained(tmp_path / "plain", adapter_dtype="float16")
+
+
 def test_adapter_on_a_local_backbone_saves_both(tiny_backbone, examples, tmp_path):
     model = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
     model.add_adapter(LoraSpec(rank=2))

@@ -14,6 +14,7 @@ per-subset scores that paired comparisons need to records made before records ke
     python benchmarks/experiments.py run main --jobs 2        # trains what main.json lists and has no record yet
     python benchmarks/experiments.py report main              # docs/results/experiments/main.{md,json,png}
     python benchmarks/experiments.py run main --quick         # every run cut to a few steps and subsets (minutes)
+    python benchmarks/experiments.py run main --jobs 8 --threads 2 --device cuda   # on a GPU, runs sharing it
 
 Records and reports go to docs/results/experiments/ (quick ones to runs/experiments-quick/results/, never mixed);
 checkpoints and logs to runs/experiments[-quick]/. `--seeds K` runs only each run's first K seeds (a first pass).

@@ -30,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
     one.add_argument("--spec", required=True)
     one.add_argument("--seed", type=int, required=True)
     one.add_argument("--threads", type=int, default=1)
+    for p in (sub.choices["run"], one):
+        p.add_argument("--device", default="cpu", help="torch device the runs train and test on, e.g. cuda")
     for p in sub.choices.values():
         p.add_argument("--results", type=Path, default=None, help="records and reports (default: see above)")
         p.add_argument("--work", type=Path, default=None, help="checkpoints and logs (default: see above)")

@@ -38,13 +38,13 @@ def validation_subsets(spec: RunSpec, bench: Path) -> dict:
     return {f: first(bench, f, "val", spec.val_subsets) for f in families}
 
 
-def start_model(spec: RunSpec, backbone: str):
-    """The model a run starts from: the saved model `init`, or the pretrained `backbone`."""
+def start_model(spec: RunSpec, backbone: str, device: str = "cpu"):
+    """The model a run starts from, on `device`: the saved model `init`, or the pretrained `backbone`."""
     from cactus import Cactus
 
     if not spec.init:
-        return Cactus(backbone=backbone, attention=spec.attention, max_tokens=spec.max_tokens, device="cpu")
-    model = Cactus.from_pretrained(REPO / spec.init, device="cpu")
+        return Cactus(backbone=backbone, attention=spec.attention, max_tokens=spec.max_tokens, device=device)
+    model = Cactus.from_pretrained(REPO / spec.init, device=device)
     if model.config.attention != spec.attention:
         raise ValueError(f"{spec.init} uses attention {model.config.attention!r}, the run says {spec.attention!r}")
     model.config.max_tokens = spec.max_tokens
@@ -59,7 +59,8 @@ def finish_model(model, spec: RunSpec, backbone: str, val: dict) -> None:
     if spec.train_families:
         if spec.interpolate != 1.0:
             # an adapter's update is scaled towards the weights under it (a saved `init`'s adapter, trained on, whole)
-            model.interpolate(spec.interpolate, None if model.config.adapter else start_model(spec, backbone))
+            model.interpolate(spec.interpolate,
+                              None if model.config.adapter else start_model(spec, backbone, str(model.device)))
             model.tune_threshold([s for f in spec.train_families for s in val[f]])
     elif spec.init is None:
         model.tune_threshold([s for f in spec.test_families for s in val[f]])
@@ -129,7 +130,8 @@ def train_model(model, spec: RunSpec, seed: int, bench: Path, backbone: str, wor
     return summary, pretrain_summary, seconds
 
 
-def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, workdir: Path) -> None:
+def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, workdir: Path,
+            device: str = "cpu") -> None:
     import torch
 
     resumed_from = checkpoint_step(workdir)
@@ -138,7 +140,7 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
                          "move it away to train this run afresh")
     start = time.perf_counter()
     torch.manual_seed(seed)
-    model = start_model(spec, backbone)
+    model = start_model(spec, backbone, device)
     val = validation_subsets(spec, bench)
     summary, pretrain_summary, seconds = train_model(model, spec, seed, bench, backbone, workdir, val, start)
 
@@ -168,8 +170,15 @@ def run_one(spec: RunSpec, seed: int, bench: Path, backbone: str, record: Path, 
         "eval_entities_per_second": n_entities / seconds["evaluate"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "date": date.today().isoformat(),
-        "machine": machine_info(backbone=backbone),
+        "machine": machine_info(backbone=backbone, device=device_name(model.device)),
     })
+
+
+def device_name(device) -> str:
+    """What the runs trained and tested on, for the record: "cpu", or the accelerator's name."""
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 def run_marked(args) -> None:
@@ -182,7 +191,7 @@ def run_marked(args) -> None:
     mark(markers, os.getpid())  # `run` wrote them already; this covers `_one` started by hand
     try:
         run_one(spec, args.seed, Path(args.bench), args.backbone, record_path(args.results, spec, args.seed),
-                training_folder(args.work, spec, args.seed))
+                training_folder(args.work, spec, args.seed), args.device)
     finally:
         for marker in markers:
             marker.unlink(missing_ok=True)

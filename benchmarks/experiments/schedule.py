@@ -46,7 +46,7 @@ def start(spec: RunSpec, seed: int, args, logs: Path, env: dict) -> subprocess.P
     """Start `_one` for (spec, seed), its output in logs/<key>_s<seed>.log, and mark the run as taken."""
     cmd = [sys.executable, str(SCRIPT), "_one", "--spec", json.dumps(asdict(spec)), "--seed", str(seed),
            "--bench", args.bench, "--backbone", args.backbone, "--threads", str(args.threads),
-           "--results", str(args.results), "--work", str(args.work)]
+           "--device", args.device, "--results", str(args.results), "--work", str(args.work)]
     log = open(logs / f"{spec.key()}_s{seed}.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     mark(run_markers(args.results, args.work, spec, seed), proc.pid)  # at once, so a concurrent invocation skips it

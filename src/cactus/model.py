@@ -377,12 +377,16 @@ class Cactus:
         self.config.training["interpolated"] = [*self.config.training.get("interpolated", []), weight]
 
     # ---- persistence ---------------------------------------------------------------------------------------
-    def save_pretrained(self, path: str | os.PathLike) -> None:
+    def save_pretrained(self, path: str | os.PathLike, adapter_dtype: str = "float32") -> None:
         """Write the model to folder `path` atomically (`cactus.atomic`): an existing model is replaced only once the
         new one is complete and on disk. The folder holds the JSON config, a model card, and the weights: the
-        backbone's safetensors in `backbone/`, and an adapter's in `adapter/`. Weights that are still those of the
-        installed default backbone (all-MiniLM-L6-v2) are not copied: that backbone loads offline by its name, so an
-        adapter on it is saved alone (a few MB). An exported model is saved with its graph and tokenizer."""
+        backbone's safetensors in `backbone/`, and an adapter's in `adapter/`, stored as `adapter_dtype` ("float16"
+        halves it; this model in memory is unchanged, the saved one loads with the adapter so rounded). Weights that
+        are still those of the installed default backbone (all-MiniLM-L6-v2) are not copied: that backbone loads
+        offline by its name, so an adapter on it is saved alone (a few MB). An exported model is saved with its graph
+        and tokenizer."""
+        if adapter_dtype != "float32" and not self.config.adapter:
+            raise ValueError(f"adapter_dtype={adapter_dtype!r}: the model has no adapter to store so")
         self._load()
         with atomic_dir(path) as tmp:
             if self.config.onnx:
@@ -391,7 +395,7 @@ class Cactus:
             else:
                 backbone = self._encoder.backbone
                 if self.config.adapter:
-                    lora.save_lora(backbone, tmp / ADAPTER_DIR)
+                    lora.save_lora(backbone, tmp / ADAPTER_DIR, adapter_dtype)
                 if not (self.base_published_ and self.config.backbone in DEFAULT_ALIASES):
                     backbone.save_pretrained(tmp / BACKBONE_DIR, state_dict=lora.base_weights(backbone))
                     self._tokenizer.save_pretrained(tmp / BACKBONE_DIR)

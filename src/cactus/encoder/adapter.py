@@ -20,6 +20,7 @@ from torch import nn
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_NAME = "default"  # peft's name of the one adapter a layer holds
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,16 @@ def base_weights(backbone: nn.Module) -> dict[str, torch.Tensor]:
     return {name.replace(".base_layer", ""): t for name, t in backbone.state_dict().items() if ".lora_" not in name}
 
 
-def save_lora(backbone: nn.Module, folder: Path) -> None:
-    """The adapter's weights as `folder/adapter_model.safetensors`."""
+def save_lora(backbone: nn.Module, folder: Path, dtype: str = "float32") -> None:
+    """The adapter's weights as `folder/adapter_model.safetensors`, stored as `dtype` (one of `STORAGE_DTYPES`;
+    float16 halves the file, and loading casts back to the backbone's dtype)."""
     from safetensors.torch import save_file
 
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"adapter dtype {dtype!r} is not one of {', '.join(STORAGE_DTYPES)}")
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in lora_weights(backbone).items()}, str(folder / ADAPTER_WEIGHTS))
+    save_file({k: v.to(STORAGE_DTYPES[dtype]).contiguous().cpu() for k, v in lora_weights(backbone).items()},
+              str(folder / ADAPTER_WEIGHTS))
 
 
 def load_lora(backbone: nn.Module, spec: LoraSpec, folder: Path) -> None:
