@@ -22,7 +22,7 @@ from default_model import paired_difference
 from experiments import Experiment
 from experiments.spec import REPO
 from experiments.store import default_dirs, record_path
-from provenance import write_record
+from provenance import trained_on, write_record
 
 EXPERIMENT = "adapter_recipe"
 KEYS = {"stored t": "stored", "adaptive cut": "adaptive"}
@@ -40,9 +40,7 @@ def main() -> None:
             print(f"no record yet for {label!r}: left out")
             continue
         record = json.loads(path.read_text())
-        machine = record["machine"]
-        runs[label] = {"spec": spec, "threshold": record["threshold"],
-                       "trained_on": machine["cpu"] if machine.get("device", "cpu") == "cpu" else machine["device"],
+        runs[label] = {"spec": spec, "threshold": record["threshold"], "trained_on": trained_on(record["machine"]),
                        "scores": {column: {f: np.asarray(v[f"{key}_ami_per_subset"])
                                            for f, v in record["families"].items()} for column, key in KEYS.items()}}
     full = {r["spec"].interpolate: r for r in runs.values() if not r["spec"].lora_rank}

@@ -37,7 +37,7 @@ from default_model import paired_difference
 from experiments import Experiment
 from experiments.spec import REPO
 from experiments.store import default_dirs, record_path
-from provenance import write_record
+from provenance import trained_on, write_record
 
 EXPERIMENT = "leave_one_dataset_out"
 REFERENCES = {"context-free, stored t": "context-free, stored t", "pretrained, own t": "pretrained, own t"}
@@ -89,6 +89,7 @@ def method_columns(method: str, reference: dict) -> dict:
         label, record = records[(fold, 1.0)]
         runs[label] = {"left_out": list(fold), "threshold": record["threshold"],
                        "train_minutes": record["wall_seconds"]["train"] / 60, "weight_chosen": chosen[fold],
+                       "trained_on": trained_on(record["machine"]),
                        "thresholds_by_weight": {str(w): records[(fold, w)][1]["threshold"] for w in weights}}
         for column, key in OWN_KEYS.items():
             columns[column].update(per_subset(fold, 1.0, key))
@@ -163,10 +164,10 @@ def markdown(rec: dict) -> str:
           for name, c in rec["comparisons"].items()], "",
         "Families (of " + str(rec["n_families"]) + ") where the first is at least the second: "
         + "; ".join(f"{k}: {v}" for k, v in rec["families_at_least"].items()) + ".", "",
-        "| run | left out | stored threshold | training minutes | weight chosen on the others |",
-        "|---|---|---|---|---|",
+        "| run | left out | stored threshold | training minutes | trained on | weight chosen on the others |",
+        "|---|---|---|---|---|---|",
         *[f"| {label} | {', '.join(r['left_out'])} | {r['threshold']:.2f} | {r['train_minutes']:.0f} | "
-          f"{r['weight_chosen']} |" for label, r in rec["runs"].items()], "",
+          f"{r['trained_on']} | {r['weight_chosen']} |" for label, r in rec["runs"].items()], "",
         "*interpolated*: the trained model's update (its adapter's, or every weight's) scaled by a weight w "
         "(w x trained + (1 - w) x pretrained), its "
         "threshold tuned again on its training families' validation subsets; w chosen for each left-out dataset by "
@@ -179,7 +180,8 @@ def markdown(rec: dict) -> str:
         f"The same choice made on all ten left-out families gives w = {rec['weight_on_all']}"
         + (": the weight of the shipped default (benchmarks/configs/default_model.json)."
            if rec.get("method") == METHODS[SHIPPED][1] else "."), "",
-        "Training minutes are wall time on the 2-core machine while other work shared it: upper bounds.", "",
+        "Training minutes are wall time: on a 2-core CPU while other work shared it (upper bounds), or on a GPU "
+        "shared by eight runs at once.", "",
     ]
     return "\n".join(lines)
 

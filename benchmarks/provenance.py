@@ -46,6 +46,13 @@ def machine_info(**extra) -> dict:
     } | extra
 
 
+def trained_on(machine: dict) -> str:
+    """What a run record's `machine` trained on: the accelerator's name, or the CPU's (records made before the
+    runner took `--device` name no device: they ran on the CPU)."""
+    device = machine.get("device", "cpu")
+    return machine["cpu"] if device == "cpu" else device
+
+
 def write_record(stem: str | Path, record: dict, markdown: str, plot=None) -> None:
     """A benchmark's record beside its report: <stem>.json, <stem>.md, and <stem>.png when `plot(record, path)` is
     given; the folder is made if missing."""
