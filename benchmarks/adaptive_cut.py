@@ -274,8 +274,9 @@ def dataset_models(sizes: tuple, weight: float) -> dict:
         per_family |= run_model(emb, {f: (stored, seen) for f in spec.test_families}, "")["per_family"]
         seconds += emb.embed_seconds
     about = ("Each family is tested with the leave_one_dataset_out experiment's model trained without its dataset "
-             "(SIA, LoRA rank 16, 500 steps)" + (f", interpolated by {weight} and its threshold tuned again on its "
-                                                 "training families" if weight != 1.0 else "") + ".")
+             f"({METHODS[SHIPPED][1]}, 500 steps)"
+             + (f", interpolated by {weight} and its threshold tuned again on its training families" if weight != 1.0
+                else "") + ".")
     return loo_result(per_family, seconds) | {"about": about}
 
 

@@ -11,18 +11,20 @@ with 95% paired bootstrap intervals of the mean differences.
 
 The config's runs with a weight w < 1 interpolate the same models towards the pretrained encoder. For each left-out
 dataset the weight is chosen by the mean stored-threshold AMI on the other datasets' left-out families (nested: the
-choice never sees the dataset scored), ties to the larger weight; the columns *interpolated* score that choice. The
-same choice made on every left-out family is the weight the shipped default uses.
+choice never sees the dataset scored), ties to the larger weight; the columns *interpolated* score that choice.
+`--weight W` scores W on every left-out dataset instead: a weight fixed beforehand, as the shipped default's.
 
-`--method` picks the runs scored: `lora` the shipped default's recipe, a LoRA adapter at learning rate 5e-4 (the
+`--method` picks the runs scored: `lora` a LoRA adapter of rank 16 at learning rate 5e-4 (the default before; the
 config's "SIA + LoRA, ..." runs; docs/results/leave_one_out.{json,md}); `lora-1e-3` the same at 1e-3 ("SIA + LoRA
-lr 1e-3, ..."); `lora-r48` the same at rank 48 ("SIA + LoRA r48, ..."); `full` fine-tuning every weight ("SIA,
-every weight, ..."). Each other method's record is docs/results/leave_one_out_<method>.{json,md} and compares it
-with the `lora` runs, column by column.
+lr 1e-3, ..."); `lora-r48` the same at rank 48, the shipped default's recipe ("SIA + LoRA r48, ..."); `full`
+fine-tuning every weight ("SIA, every weight, ..."). Each other method's record is
+docs/results/leave_one_out_<method>[_w<W without its point>].{json,md} and compares it with the `lora` runs, column
+by column.
 
-    python benchmarks/leave_one_out.py                       # the shipped default's recipe
-    python benchmarks/leave_one_out.py --method lora-1e-3    # the adapter at twice the learning rate, against it
-    python benchmarks/leave_one_out.py --method full         # every weight fine-tuned, against it
+    python benchmarks/leave_one_out.py --method lora-r48 --weight 0.5   # the shipped default's recipe and weight
+    python benchmarks/leave_one_out.py --method lora-r48                # the same, the weight chosen nested
+    python benchmarks/leave_one_out.py                                  # the rank-16 adapter
+    python benchmarks/leave_one_out.py --method full                    # every weight fine-tuned, against rank 16
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from default_model import paired_difference
+from default_model import DEFAULT_RUN, paired_difference
 from experiments import Experiment
 from experiments.spec import REPO
 from experiments.store import default_dirs, record_path
@@ -51,12 +53,17 @@ METHODS = {"lora": ("SIA + LoRA,", "SIA with a LoRA adapter (rank 16 on every li
            "lora-r48": ("SIA + LoRA r48,", "SIA with a LoRA adapter (rank 48, alpha 48, on every linear layer, "
                         "learning rate 5e-4)"),
            "full": ("SIA, every weight,", "SIA fine-tuning every weight (learning rate 5e-5)")}
-SHIPPED = "lora"  # the method of the shipped default, whose interpolation weight this choice sets
+SHIPPED = "lora-r48"  # the method of the shipped default (benchmarks/configs/default_model.json)
 
 
-def method_columns(method: str, reference: dict) -> dict:
+def shipped_weight() -> float:
+    """The interpolation weight of the shipped default: its run in the default_model experiment."""
+    return Experiment.load("default_model").runs[DEFAULT_RUN][0].interpolate
+
+
+def method_columns(method: str, reference: dict, weight: float | None = None) -> dict:
     """The per-subset columns of one training method's runs (those with a record), the weight chosen for each
-    left-out dataset, and the mean by weight."""
+    left-out dataset (or `weight` for every one), and the mean by weight."""
     results, _ = default_dirs(False)
     records = {}  # (left-out families, weight) -> (label, record)
     for label, (spec, _) in Experiment.load(EXPERIMENT).runs.items():
@@ -81,8 +88,9 @@ def method_columns(method: str, reference: dict) -> dict:
         return max(weights, key=lambda w: (score[w], w))
 
     # the weight for each left-out dataset, chosen on the other datasets' left-out families
-    chosen = {fold: best_weight({w: mean_over_families([per_subset(o, w, "stored") for o in folds if o != fold])
-                                 for w in weights}) for fold in folds}
+    chosen = {fold: weight if weight is not None else
+              best_weight({w: mean_over_families([per_subset(o, w, "stored") for o in folds if o != fold])
+                           for w in weights}) for fold in folds}
     columns: dict[str, dict[str, np.ndarray]] = {c: {} for c in [*OWN_KEYS, *INTERPOLATED_KEYS, *REFERENCES]}
     runs = {}
     for fold in folds:
@@ -109,12 +117,15 @@ def method_columns(method: str, reference: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", choices=list(METHODS), default="lora")
+    ap.add_argument("--weight", type=float, default=None,
+                    help="score the interpolated columns at this weight on every left-out dataset (a weight fixed "
+                         "beforehand, as the shipped default's) instead of the weight chosen on the other datasets")
     ap.add_argument("--default-record", default=str(REPO / "docs/results/default_model.json"))
     ap.add_argument("--out", default=None,
                     help="record prefix (default docs/results/leave_one_out, or leave_one_out_<method>)")
     args = ap.parse_args()
     reference = json.loads(Path(args.default_record).read_text())
-    scored = method_columns(args.method, reference)
+    scored = method_columns(args.method, reference, args.weight)
     columns = scored["columns"]
     families = list(columns["without it, stored t"])
     pairs = [(a, b) for a in ("without it, stored t", "without it, adaptive cut", "interpolated, stored t",
@@ -130,7 +141,8 @@ def main() -> None:
     wins = {f"{a} >= {b}": int(sum(columns[a][f].mean() >= columns[b][f].mean() for f in families))
             for a, b in pairs}
     record = {
-        "command": "python benchmarks/leave_one_out.py" + (f" --method {args.method}" if args.method != "lora" else ""),
+        "command": "python benchmarks/leave_one_out.py" + (f" --method {args.method}" if args.method != "lora" else "")
+        + (f" --weight {args.weight}" if args.weight is not None else ""), "weight": args.weight,
         "date": date.today().isoformat(), "method": METHODS[args.method][1],
         "experiment": f"benchmarks/configs/{EXPERIMENT}.json", "runs": scored["runs"], "columns": list(columns),
         "families": {f: {c: float(v[f].mean()) for c, v in columns.items()} for f in families},
@@ -138,7 +150,8 @@ def main() -> None:
         "comparisons": comparisons, "families_at_least": wins, "n_families": len(families),
         "by_weight": scored["by_weight"], "weight_on_all": scored["weight_on_all"],
     }
-    out = args.out or str(REPO / ("docs/results/leave_one_out" + ("" if args.method == "lora" else f"_{args.method}")))
+    out = args.out or str(REPO / ("docs/results/leave_one_out" + ("" if args.method == "lora" else f"_{args.method}")
+                                  + ("" if args.weight is None else f"_w{args.weight:g}".replace(".", ""))))  # _w05
     write_record(out, record, markdown(record))
 
 
@@ -164,21 +177,25 @@ def markdown(rec: dict) -> str:
           for name, c in rec["comparisons"].items()], "",
         "Families (of " + str(rec["n_families"]) + ") where the first is at least the second: "
         + "; ".join(f"{k}: {v}" for k, v in rec["families_at_least"].items()) + ".", "",
-        "| run | left out | stored threshold | training minutes | trained on | weight chosen on the others |",
+        "| run | left out | stored threshold | training minutes | trained on | "
+        + ("weight chosen on the others |" if rec.get("weight") is None else "weight |"),
         "|---|---|---|---|---|---|",
         *[f"| {label} | {', '.join(r['left_out'])} | {r['threshold']:.2f} | {r['train_minutes']:.0f} | "
           f"{r['trained_on']} | {r['weight_chosen']} |" for label, r in rec["runs"].items()], "",
         "*interpolated*: the trained model's update (its adapter's, or every weight's) scaled by a weight w "
         "(w x trained + (1 - w) x pretrained), its "
-        "threshold tuned again on its training families' validation subsets; w chosen for each left-out dataset by "
-        "the mean stored-threshold AMI on the other datasets' left-out families. Mean over all left-out families "
-        "by weight (every weight seen at once, so not a fair score of any one choice):", "",
+        "threshold tuned again on its training families' validation subsets; "
+        + ("w chosen for each left-out dataset by the mean stored-threshold AMI on the other datasets' left-out "
+           "families." if rec.get("weight") is None else f"w = {rec['weight']} on every left-out dataset, fixed "
+           "beforehand.")
+        + " Mean over all left-out families by weight (every weight seen at once, so not a fair score of any one "
+        "choice):", "",
         "| w | stored t | adaptive cut | own t | stored thresholds |", "|---|---|---|---|---|",
         *[f"| {w} | {v['stored']:.3f} | {v['adaptive']:.3f} | {v['own']:.3f} | "
           + ", ".join(f"{r['thresholds_by_weight'][w]:.2f}" for r in rec["runs"].values()) + " |"
           for w, v in rec["by_weight"].items()], "",
         f"The same choice made on all ten left-out families gives w = {rec['weight_on_all']}"
-        + (": the weight of the shipped default (benchmarks/configs/default_model.json)."
+        + (f"; the shipped default takes w = {shipped_weight()} (benchmarks/configs/default_model.json)."
            if rec.get("method") == METHODS[SHIPPED][1] else "."), "",
         "Training minutes are wall time: on a 2-core CPU while other work shared it (upper bounds), or on a GPU "
         "shared by eight runs at once.", "",
