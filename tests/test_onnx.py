@@ -92,6 +92,20 @@ def test_graph_has_no_scatter_add(backbones, tmp_path):
     assert all(a.s in (b"", b"none") for n in scatters for a in n.attribute if a.name == "reduction")
 
 
+@pytest.mark.parametrize("name", ["bert", "t5"])
+def test_graph_copies_nothing_to_move_a_unit_axis(name, backbones, tmp_path):
+    """The backbones' (T, 1, H, d) -> (T, H, 1, d) transposes of the queries, keys and values become reshapes (no
+    copy); the graph's own transposes stay (its outputs equal torch's: test_exported_graph_takes_any_shape)."""
+    import onnx
+
+    export_onnx(SetEncoder(backbones[name], "sia"), tmp_path / ONNX_FILE)
+    graph = onnx.load(tmp_path / ONNX_FILE).graph
+    perms = [list(a.ints) for n in graph.node if n.op_type == "Transpose" for a in n.attribute if a.name == "perm"]
+    layers = backbones[name].config.num_hidden_layers if name == "bert" else backbones[name].config.num_layers
+    assert [0, 2, 1, 3] not in perms
+    assert perms.count([1, 0, 2]) == 4 * layers  # queries, keys, values and the output, per layer
+
+
 def test_fia_has_no_graph(backbones):
     with pytest.raises(ValueError, match="export supports nia and sia"):
         GraphEncoder(SetEncoder(backbones["bert"], "fia"))

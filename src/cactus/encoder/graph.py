@@ -13,10 +13,12 @@ attention gathers them into grids of entities by place, and a token of entity i 
     [ the keys of entity i's own tokens ]                                                        (NIA)
 
 with the places past an entity's end, empty slots and i's own summary masked out, in one softmax; the outputs are
-gathered back to the packed rows. A grid pads its entities to its longest, and the attention's work grows with the
-square of that width, so the batch's entities (ordered by length) are split into a fixed number of width classes
-(`GRIDS`), each its own (E_g, L_g) grid, cut where the attention's padded work is least (`width_classes`). The
-summaries of all classes meet in one (B, N) table of slots.
+gathered back to the packed rows. The summaries (each entity's mean key and value, in its subset's slot) are appended
+as B * N extra rows after the T token rows, so that one gather per grid brings every entity its own keys and its
+subset's summaries together, with no per-entity copy of the summaries. A grid pads its entities to its longest, and
+the attention's work grows with the square of that width, so the batch's entities (ordered by length) are split into
+a fixed number of width classes (`GRIDS`), each its own (E_g, L_g) grid, cut where the attention's padded work is
+least (`width_classes`).
 """
 
 from __future__ import annotations
@@ -53,25 +55,28 @@ class Grid:
     Attributes:
         places: (E * L,) long, the packed index of token l of entity e (token 0 past the entity's end: masked).
         mean_weights: (E, L) float, 1 / length on an entity's own places, 0 past its end: a mean over the grid.
-        subset_index: (E,) long, every entity's subset b.
-        n_entities, width: E and L.
+        key_places: (E * (L [+ N]),) long, the rows of `GridLayout`'s extended keys that entity e attends to: its own
+            L places, then (SIA) its subset's N summary rows.
+        n_entities, width, n_keys: E, L and the keys of each entity, L [+ N].
         score_bias: added to every layer's (H, E, L, L [+ N]) scores: the own-key bias (T5's relative positions,
             and the far bucket on the summaries), and the dtype's lowest value on masked keys.
     """
 
     places: torch.Tensor
+    key_places: torch.Tensor
     mean_weights: torch.Tensor
-    subset_index: torch.Tensor
     n_entities: int
     width: int
+    n_keys: int
     score_bias: torch.Tensor
 
     @classmethod
-    def of(cls, entity_tokens: torch.Tensor, entity_slot: torch.Tensor, entity_mask: torch.Tensor, summaries: bool,
-           dtype: torch.dtype, relative_bias: torch.Tensor | None = None,
+    def of(cls, entity_tokens: torch.Tensor, entity_slot: torch.Tensor, entity_mask: torch.Tensor, n_tokens: int,
+           summaries: bool, dtype: torch.dtype, relative_bias: torch.Tensor | None = None,
            summary_bias: torch.Tensor | None = None) -> "Grid":
-        """The grid of one width class from its `graph_inputs` tensors; `summaries` False gives NIA's. relative_bias:
-        (1, H, L, L) own-key score bias, summary_bias: (H,) bias of every summary key (T5), or None."""
+        """The grid of one width class from its `graph_inputs` tensors, in a batch of `n_tokens` tokens; `summaries`
+        False gives NIA's. relative_bias: (1, H, L, L) own-key score bias, summary_bias: (H,) bias of every summary
+        key (T5), or None."""
         N = entity_mask.shape[1]
         n = torch.ones_like(entity_mask[0], dtype=entity_slot.dtype).sum()  # N as a tensor, as in GraphEncoder
         subset = torch.div(entity_slot, n, rounding_mode="floor")
@@ -89,7 +94,12 @@ class Grid:
                 bias = torch.cat([bias, far.view(-1, 1, 1, 1).expand(-1, 1, bias.shape[2], N)], -1)
         score_bias = torch.where(keys[None, :, None, :], bias, torch.finfo(dtype).min)
         mean_weights = own / own.sum(1, keepdim=True)
-        return cls(entity_tokens.clamp(min=0).flatten(), mean_weights, subset, *entity_tokens.shape, score_bias)
+        places = entity_tokens.clamp(min=0)
+        key_places = places
+        if summaries:  # the summary rows follow the T token rows, slot b * N + n of the table at T + b * N + n
+            key_places = torch.cat([places, n_tokens + subset[:, None] * n + torch.arange(N, device=subset.device)], 1)
+        return cls(places.flatten(), key_places.flatten(), mean_weights, places.shape[0], places.shape[1],
+                   key_places.shape[1], score_bias)
 
 
 @dataclass
@@ -138,19 +148,22 @@ def grid_attention(
     lay = grid_layout
     T, H, _, d = query.shape
     scale = d ** -0.5 if scaling is None else scaling
-    # Head-major throughout: the grid gathers, the summaries and both products keep (H, E, ...) with no transpose of
-    # a grid, which costs more than the products on a CPU.
-    q, k, v = (x.reshape(T, H, d).transpose(0, 1) for x in (query, key, value))  # (H, T, d): one transpose of T rows
-    grids = [[x.index_select(1, g.places).view(H, g.n_entities, g.width, d) for x in (q, k, v)] for g in lay.grids]
+    q, k, v = (x.reshape(T, H * d) for x in (query, key, value))
     if lay.summaries:
-        for which in (1, 2):  # keys, then values: each class's own, then its subsets' summaries
-            # every entity's mean (H, E, d), class after class, into the (B, N) slots; each entity reads its subset's
-            means = torch.cat([torch.matmul(g.mean_weights[None, :, None, :], x[which]).squeeze(2)
-                               for g, x in zip(lay.grids, grids)], 1)
-            table = means.new_zeros(H, lay.n_subsets * lay.n_slots, d).index_copy(1, lay.slot_index, means)
-            table = table.view(H, lay.n_subsets, lay.n_slots, d)
-            for g, x in zip(lay.grids, grids):
-                x[which] = torch.cat([x[which], table.index_select(1, g.subset_index)], 2)  # (H, E, L + N, d)
+        # The summaries (every entity's mean key and value, in its (B, N) slot) become extra rows after the tokens',
+        # so that each grid gathers its own keys and its subsets' summaries in one step, with no per-entity concat.
+        def extended(x: torch.Tensor) -> torch.Tensor:
+            means = torch.cat([torch.matmul(g.mean_weights[:, None, :], x.index_select(0, g.places).view(
+                g.n_entities, g.width, H * d)).squeeze(1) for g in lay.grids])
+            table = means.new_zeros(lay.n_subsets * lay.n_slots, H * d).index_copy(0, lay.slot_index, means)
+            return torch.cat([x, table])
+
+        k, v = extended(k), extended(v)
+    # Head-major for the products: one transpose each of the rows, and the grids gathered from them keep it (a
+    # transposed grid would cost more than the products on a CPU).
+    q, k, v = (x.view(-1, H, d).transpose(0, 1) for x in (q, k, v))  # (H, rows, d)
+    grids = [[q.index_select(1, g.places).view(H, g.n_entities, g.width, d),
+              *(x.index_select(1, g.key_places).view(H, g.n_entities, g.n_keys, d) for x in (k, v))] for g in lay.grids]
     out = []
     for g, (qg, kg, vg) in zip(lay.grids, grids):
         scores = torch.matmul(qg, kg.transpose(-1, -2)) * scale + g.score_bias
@@ -187,7 +200,8 @@ class GraphEncoder(nn.Module):
         grids = []
         for entity_tokens, entity_slot in zip(classes[::2], classes[1::2]):
             biases = enc.relative_biases(entity_tokens.shape[1]) if enc.relative_positions else (None, None)
-            grids.append(Grid.of(entity_tokens, entity_slot, entity_mask, summaries, dtype, *biases))
+            grids.append(Grid.of(entity_tokens, entity_slot, entity_mask, input_ids.shape[0], summaries, dtype,
+                                 *biases))
         B, N = entity_mask.shape
         layout = GridLayout(grids, token_place, torch.cat(classes[1::2]), B, N, summaries)
         with pooler_set_aside(enc.backbone), attention_implementation(enc.backbone, GRID_ATTENTION):

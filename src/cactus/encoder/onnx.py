@@ -78,6 +78,7 @@ def export_onnx(encoder: SetEncoder, file: str | os.PathLike, quantize: str | No
                                     input_names=list(input_names(grids)), output_names=[OUTPUT_NAME],
                                     dynamic_shapes=(*shapes[:4], tuple(shapes[4:])), verbose=False)
         program.save(str(fp32), external_data=False)
+        _unit_transposes_as_reshapes(fp32)
         if quantize == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -87,6 +88,37 @@ def export_onnx(encoder: SetEncoder, file: str | os.PathLike, quantize: str | No
             fp32.replace(file)
     return {"file": file.name, "quantize": quantize, "opset": OPSET, "grids": grids,
             "onnxruntime": _onnxruntime_version()}
+
+
+def _unit_transposes_as_reshapes(file: Path) -> None:
+    """Rewrite, in place, every Transpose that only moves axes of size 1 (the backbone's (T, 1, H, d) -> (T, H, 1, d)
+    of the queries, keys and values: three per layer) into a Reshape, which onnxruntime runs without copying; a
+    Transpose copies its whole input."""
+    import onnx
+
+    model = onnx.load(file)
+    graph = model.graph
+    known = {v.name: v.type.tensor_type.shape for v in (*graph.value_info, *graph.input)}
+    nodes = []
+    for node in graph.node:
+        shape = known.get(node.input[0]) if node.op_type == "Transpose" else None
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in shape.dim] if shape is not None else None
+        moved = [i for i in perm or [] if dims is None or dims[i] != 1]
+        if dims is None or perm is None or moved != sorted(moved):
+            nodes.append(node)
+            continue
+        # the output's sizes: the static ones as they are, a dynamic one as 0 (the input's at the same index) or -1
+        out = [dims[i] if dims[i] is not None else (0 if i == j else -1) for j, i in enumerate(perm)]
+        if out.count(-1) > 1:
+            nodes.append(node)
+            continue
+        target = onnx.helper.make_tensor(f"{node.output[0]}_shape", onnx.TensorProto.INT64, [len(out)], out)
+        graph.initializer.append(target)
+        nodes.append(onnx.helper.make_node("Reshape", [node.input[0], target.name], list(node.output), name=node.name))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, file)
 
 
 @contextmanager
