@@ -120,7 +120,7 @@ def _add_model_args(p: argparse.ArgumentParser, threshold: bool = True) -> None:
                         "weights and threshold were fitted for its own)")
     p.add_argument("--batch-tokens", type=_count_arg(1), default=None, metavar="T",
                    help="real tokens per forward pass (whole subsets together, nothing padded); lower it to save "
-                        "memory (default: 8192, and 1024 for an exported ONNX model)")
+                        "memory (default: 8192 for NIA and FIA, 4096 for SIA and for an exported ONNX model)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
     _common(p)
 
