@@ -122,6 +122,16 @@ class GridLayout:
     n_slots: int
     summaries: bool
 
+    def slot_means(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, D) packed rows -> (B * N, D): every entity's mean over its tokens, in its slot; empty slots zero.
+
+        Means over the grids, not a scatter-add over the tokens: onnxruntime's threaded ScatterND with reduction
+        drops additions to a repeated index (seen at 2 threads), which is every entity's."""
+        D = x.shape[-1]
+        means = torch.cat([torch.matmul(g.mean_weights[:, None, :], x.index_select(0, g.places).view(
+            g.n_entities, g.width, D)).squeeze(1) for g in self.grids])
+        return means.new_zeros(self.n_subsets * self.n_slots, D).index_copy(0, self.slot_index, means)
+
 
 def grid_attention(
     module: nn.Module,
@@ -152,13 +162,7 @@ def grid_attention(
     if lay.summaries:
         # The summaries (every entity's mean key and value, in its (B, N) slot) become extra rows after the tokens',
         # so that each grid gathers its own keys and its subsets' summaries in one step, with no per-entity concat.
-        def extended(x: torch.Tensor) -> torch.Tensor:
-            means = torch.cat([torch.matmul(g.mean_weights[:, None, :], x.index_select(0, g.places).view(
-                g.n_entities, g.width, H * d)).squeeze(1) for g in lay.grids])
-            table = means.new_zeros(lay.n_subsets * lay.n_slots, H * d).index_copy(0, lay.slot_index, means)
-            return torch.cat([x, table])
-
-        k, v = extended(k), extended(v)
+        k, v = (torch.cat([x, lay.slot_means(x)]) for x in (k, v))
     # Head-major for the products: one transpose each of the rows, and the grids gathered from them keep it (a
     # transposed grid would cost more than the products on a CPU).
     q, k, v = (x.view(-1, H, d).transpose(0, 1) for x in (q, k, v))  # (H, rows, d)
@@ -206,12 +210,7 @@ class GraphEncoder(nn.Module):
         layout = GridLayout(grids, token_place, torch.cat(classes[1::2]), B, N, summaries)
         with pooler_set_aside(enc.backbone), attention_implementation(enc.backbone, GRID_ATTENTION):
             hidden = enc.backbone(input_ids=input_ids[:, None], grid_layout=layout, **kwargs).last_hidden_state[:, 0]
-        # Means over the grids, here and for the summaries, not a scatter-add over the tokens: onnxruntime's threaded
-        # ScatterND with reduction drops additions to a repeated index (seen at 2 threads), which is every entity's.
-        means = torch.cat([torch.matmul(g.mean_weights[:, None, :], hidden.index_select(0, g.places).view(
-            g.n_entities, g.width, -1)).squeeze(1) for g in grids])
-        out = means.new_zeros(B * N, means.shape[-1]).index_copy(0, layout.slot_index, F.normalize(means, dim=-1))
-        return out.view(B, N, -1)
+        return F.normalize(layout.slot_means(hidden), dim=-1).view(B, N, -1)  # empty slots stay zero
 
 
 def width_classes(batch: SubsetBatch, grids: int, summaries: bool) -> list[tuple[int, int]]:

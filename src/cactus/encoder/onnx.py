@@ -99,26 +99,28 @@ def _unit_transposes_as_reshapes(file: Path) -> None:
     model = onnx.load(file)
     graph = model.graph
     known = {v.name: v.type.tensor_type.shape for v in (*graph.value_info, *graph.input)}
-    nodes = []
     for node in graph.node:
-        shape = known.get(node.input[0]) if node.op_type == "Transpose" else None
-        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in shape.dim] if shape is not None else None
-        moved = [i for i in perm or [] if dims is None or dims[i] != 1]
-        if dims is None or perm is None or moved != sorted(moved):
-            nodes.append(node)
-            continue
-        # the output's sizes: the static ones as they are, a dynamic one as 0 (the input's at the same index) or -1
-        out = [dims[i] if dims[i] is not None else (0 if i == j else -1) for j, i in enumerate(perm)]
-        if out.count(-1) > 1:
-            nodes.append(node)
-            continue
-        target = onnx.helper.make_tensor(f"{node.output[0]}_shape", onnx.TensorProto.INT64, [len(out)], out)
-        graph.initializer.append(target)
-        nodes.append(onnx.helper.make_node("Reshape", [node.input[0], target.name], list(node.output), name=node.name))
-    del graph.node[:]
-    graph.node.extend(nodes)
+        target = _reshape_target(node, known)
+        if target is not None:
+            shape = onnx.helper.make_tensor(f"{node.output[0]}_shape", onnx.TensorProto.INT64, [len(target)], target)
+            graph.initializer.append(shape)
+            node.CopyFrom(onnx.helper.make_node("Reshape", [node.input[0], shape.name], list(node.output),
+                                                name=node.name))
     onnx.save(model, file)
+
+
+def _reshape_target(node, known: dict) -> list[int] | None:
+    """The Reshape target of a Transpose `node` that moves only axes of size 1 (input shape in `known`), else None:
+    static sizes as they are, a dynamic one as 0 (the input's at the same index) or, once at most, -1."""
+    perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+    if node.op_type != "Transpose" or perm is None or node.input[0] not in known:
+        return None
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in known[node.input[0]].dim]
+    moved = [i for i in perm if dims[i] != 1]
+    if moved != sorted(moved):
+        return None
+    target = [dims[i] if dims[i] is not None else (0 if i == j else -1) for j, i in enumerate(perm)]
+    return target if target.count(-1) <= 1 else None
 
 
 @contextmanager
