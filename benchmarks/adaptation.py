@@ -1,16 +1,18 @@
 """Adapting to a new family: from a model that never saw its dataset, train the adapter on 20 or 50 of its labelled
-subsets, choose the cut on 20 more, and score it; the README's "Adapt to your data" recipe, measured.
+subsets, choose on 20 more how much of the training to keep and the cut, and score it; the README's "Adapt to your
+data" recipe, measured.
 
 The starting models are the best models of `benchmarks/configs/leave_one_dataset_out.json` (the default's recipe,
 trained without the family's dataset: what the shipped default is to a family it never saw). For each left-out
 family (--families, default: every one) and each --sizes n: the first n training subsets of the family, the first
 --val-subsets validation subsets, 200 steps of LoRA training on the model's own adapter (lr 5e-4, batches of 4,
-validated before the first step and every 50 steps, the best validated model kept: the start too), then `tune_cut`
-on the same validation subsets, then the first 80 test subsets scored with the model's cut. Wall time covers the
-training and the cut choice. References, on the same test subsets, from docs/results/default_model.json: the
-context-free model at its stored threshold, and the pretrained encoder at a threshold tuned on the family's own
-validation subsets; per size, the mean difference from each over the families, with a 95% paired bootstrap interval
-(test subsets resampled within each family).
+validated before the first step and every 50 steps, the best validated model kept: the start too), then
+`tune_interpolation` on the same validation subsets (the adapter's update scaled by each of
+`cactus.train.config.INTERPOLATION_WEIGHTS`, the cut chosen at each, the best kept), then the first 80 test subsets
+scored with the model's cut. Wall time covers the training and these choices. References, on the same test
+subsets, from docs/results/default_model.json: the context-free model at its stored threshold, and the pretrained
+encoder at a threshold tuned on the family's own validation subsets; per size, the mean difference from each over the
+families, with a 95% paired bootstrap interval (test subsets resampled within each family).
 
     python benchmarks/adaptation.py     # writes docs/results/adaptation.{json,md}, row by row; a rerun keeps the
                                         # rows there and measures the rest
@@ -38,6 +40,7 @@ from cactus import Cactus
 from cactus.data import read_subsets
 from cactus.evaluate import evaluate_predictions
 from cactus.train import TrainingConfig
+from cactus.train.config import INTERPOLATION_WEIGHTS
 
 EXPERIMENT = "leave_one_dataset_out"
 RECIPE = {"lora_rank": 48, "lr": 5e-4, "max_steps": 200, "eval_every": 50, "eval_on_start": True, "batch_size": 4}
@@ -58,10 +61,11 @@ def adapt(start: Path, weight: float, threshold: float, train: list, val: list, 
     with tempfile.TemporaryDirectory(prefix="cactus-adapt-") as out:
         model.fit(train, val, config=TrainingConfig(**RECIPE, seed=seed, progress=False, log_every=0),
                   output_dir=out)
-    model.tune_cut(val)
+    scores = model.tune_interpolation(val, weights=INTERPOLATION_WEIGHTS)
     seconds = time.perf_counter() - began
     return {"before": before, "after": ami_per_subset(model, test), "seconds": seconds,
-            "cut": model.cut_.describe(), "threshold": model.threshold_}
+            "cut": model.cut_.describe(), "threshold": model.threshold_,
+            "weight": max(scores, key=scores.get), "weight_scores": {str(w): v for w, v in scores.items()}}
 
 
 def main() -> None:
@@ -85,8 +89,9 @@ def main() -> None:
     results, work = default_dirs(False)
     done = Path(args.out).with_suffix(".json")
     before = json.loads(done.read_text()) if done.is_file() else {"rows": [], "date": date.today().isoformat()}
-    # rows measured before from the same recipe's starts are kept; those of another recipe are measured again
-    rows = [r for r in before["rows"] if r["start"].startswith(METHODS[SHIPPED][0])]
+    # rows measured before with the same recipe from the same recipe's starts are kept; others are measured again
+    same = before.get("recipe") == RECIPE and before.get("interpolation_weights") == list(INTERPOLATION_WEIGHTS)
+    rows = [r for r in before["rows"] if same and r["start"].startswith(METHODS[SHIPPED][0])]
     measured = before["date"]  # the record's date: the day its last row was measured
 
     def write() -> None:
@@ -112,6 +117,7 @@ def main() -> None:
                 result = adapt(start, spec.interpolate, threshold, train_pool[:n], val, test, seed=0)
                 row = {"family": family, "start": label, "train_subsets": n, "val_subsets": len(val),
                        "minutes": result["seconds"] / 60, "cut": result["cut"], "threshold": result["threshold"],
+                       "weight": result["weight"], "weight_scores": result["weight_scores"],
                        "before": float(np.mean(result["before"])), "after": float(np.mean(result["after"])),
                        "context_free": float(np.mean(reference["context-free, stored t"][family])),
                        "pretrained_own_t": float(np.mean(reference["pretrained, own t"][family])),
@@ -137,7 +143,7 @@ def record_of(rows: list[dict], threads: int, reference: dict, measured: str, in
                                                  for f, v in after.items()))}
     command = "python benchmarks/adaptation.py" + (f" --interpolate {interpolate}" if interpolate != 1.0 else "")
     return {"command": command, "date": measured, "interpolate": interpolate, "start": METHODS[SHIPPED][1],
-            "recipe": RECIPE, "rows": rows,
+            "recipe": RECIPE, "interpolation_weights": list(INTERPOLATION_WEIGHTS), "rows": rows,
             "summary": summary, "machine": machine_info(threads=threads)}
 
 
@@ -150,15 +156,17 @@ def markdown(rec: dict) -> str:
         + (f", its adapter's update scaled by {rec['interpolate']} and its threshold tuned again as in that run"
            if rec.get("interpolate", 1.0) != 1.0 else "") + ". Recipe: "
         + ", ".join(f"{k} {v}" for k, v in rec["recipe"].items())
-        + "; then `tune_cut` on the validation subsets. Test AMI on the first 80 test subsets with the model's cut; "
-        "minutes = training and cut choice, wall time on the 2-core CPU; *load* = the 1-minute load average when the "
-        "row ended (above 2, other work shared the cores and the minutes are upper bounds).", "",
+        + "; then `tune_interpolation` on the validation subsets: the adapter's update scaled by each of "
+        + ", ".join(f"{w:g}" for w in rec["interpolation_weights"])
+        + ", the cut chosen at each, the best kept (*weight*). Test AMI on the first 80 test subsets with the model's "
+        "cut; minutes = training and these choices, wall time on the 2-core CPU; *load* = the 1-minute load average "
+        "when the row ended (above 2, other work shared the cores and the minutes are upper bounds).", "",
         "| family | train subsets | before | after | context-free, stored t | pretrained, own t | minutes | load "
-        "| cut |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| weight | cut |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *[f"| {r['family']} | {r['train_subsets']} | {r['before']:.3f} | {r['after']:.3f} | {r['context_free']:.3f} | "
           f"{r['pretrained_own_t']:.3f} | {r['minutes']:.1f} | {r.get('load_at_end', 'not recorded')} | "
-          f"{r['cut']}, t {r['threshold']:.2f} |" for r in rows],
+          f"{r['weight']:g} | {r['cut']}, t {r['threshold']:.2f} |" for r in rows],
         "",
     ]
     for n, s in rec["summary"].items():

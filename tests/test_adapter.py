@@ -318,3 +318,38 @@ def test_cli_trains_an_adapter_and_continues_it_from_a_saved_model(tiny_backbone
     assert main(["predict", str(EXAMPLES), "-o", str(tmp_path / "p.jsonl"), "--model", str(tmp_path / "b" / "best"),
                  "-q"]) == 0
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == len(EXAMPLES.read_text().splitlines())
+
+
+def test_tune_interpolation_keeps_the_best_weight_with_its_cut(tiny_backbone, examples):
+    """The model ends as its twin interpolated once by the weight of the best score, with the cut chosen there; the
+    weights tried before leave no trace in the config."""
+    model, twin = (Cactus(backbone=tiny_backbone, attention="sia", device="cpu") for _ in range(2))
+    for m in (model, twin):
+        torch.manual_seed(0)
+        m.add_adapter(LoraSpec(rank=2))
+        nudge_adapter(m)
+    scores = model.tune_interpolation(examples, weights=(0.0, 0.5, 0.75))
+    assert list(scores) == [0.75, 0.5, 0.0]
+    best = max(scores, key=scores.get)
+    assert model.cut_choice_.best_score == scores[best]
+    twin.interpolate(best)
+    assert embeddings_equal(model, twin, examples, atol=1e-6)
+    assert model.config.training["interpolated"] == [best]
+    twin.tune_cut(examples)
+    assert twin.cut_ == model.cut_ and twin.threshold_ == model.threshold_
+
+
+def test_tune_interpolation_of_every_weight_moves_towards_the_backbone(tiny_backbone, examples):
+    start = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
+    model, twin = (Cactus(backbone=tiny_backbone, attention="sia", device="cpu") for _ in range(2))
+    for m in (model, twin):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for p in m.encoder.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    assert model.tune_interpolation(examples, weights=[0.5]).keys() == {0.5}
+    twin.interpolate(0.5, start)
+    assert embeddings_equal(model, twin, examples, atol=1e-6)
+    for bad, match in (([], "at least one weight"), ([1.5], r"\[0, 1\]")):
+        with pytest.raises(ValueError, match=match):
+            model.tune_interpolation(examples, weights=bad)

@@ -6,6 +6,7 @@ start); every exit code is also checked on the installed script in a subprocess.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -62,6 +63,20 @@ def test_tune_threshold_save_and_predict_with_saved_model(tmp_path):
     assert data["best_threshold"] == pytest.approx(best) and len(data["thresholds"]) == 21
     proc = run("evaluate", EXAMPLES, "--model", model_dir, "-q")
     assert "ami" in proc.stdout
+    run("predict", EXAMPLES, "-o", tmp_path / "p.jsonl", "--model", model_dir, "-q")
+
+
+def test_tune_threshold_choose_weight_saves_the_weight_kept_and_its_cut(tmp_path):
+    """On the default (an adapter interpolated 0.5 when shipped): every weight is scored, the one kept is appended to
+    the saved model's interpolation record, and the cut chosen with it is saved."""
+    model_dir = tmp_path / "model"
+    proc = run("tune-threshold", EXAMPLES, "--model", "default", "--choose-weight", "--save-to", model_dir, "-q")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("interpolation weight: "))
+    assert [float(w) for w in re.findall(r"([\d.]+): ami\+ari = ", line)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    kept = float(re.search(r"\(kept ([\d.]+)\)$", line).group(1))
+    config = json.loads((model_dir / "cactus_config.json").read_text())["config"]
+    assert config["training"]["interpolated"] == [0.5] + ([kept] if kept != 1.0 else [])
+    assert config["cut_provenance"]["subsets"] == len(read_subsets(EXAMPLES)) and "cut: " in proc.stdout
     run("predict", EXAMPLES, "-o", tmp_path / "p.jsonl", "--model", model_dir, "-q")
 
 

@@ -313,8 +313,14 @@ def cmd_tune_threshold(args) -> int:
     subsets = read_input(args.input, columns)
     require_labels(subsets, "threshold tuning")
     _load_weights(model, args)
-    if args.choose_cut:
-        choice = model.tune_cut(subsets, grid=grid, progress=not args.quiet)
+    if args.choose_weight:
+        weights = model.tune_interpolation(subsets, grid=grid, progress=not args.quiet)
+        print("interpolation weight: " + "  ".join(f"{w:g}: {model.config.objective} = {score:.4f}"
+                                                   for w, score in weights.items())
+              + f"  (kept {max(weights, key=weights.get):g})")  # tune_interpolation's pick: the first best
+    if args.choose_cut or args.choose_weight:
+        choice = model.cut_choice_ if args.choose_weight else model.tune_cut(subsets, grid=grid,
+                                                                             progress=not args.quiet)
         curve, record = choice.curve, choice.curve.to_dict() | {"cut_choice": choice.to_dict()}
     else:
         curve = model.tune_threshold(subsets, grid=grid, progress=not args.quiet)
@@ -322,7 +328,7 @@ def cmd_tune_threshold(args) -> int:
     scores = curve.scores_at_best()
     print(f"best threshold {curve.best_threshold:.3f}  {curve.objective} = {curve.best_score:.4f}  " +
           "  ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != curve.objective))
-    if args.choose_cut:
+    if args.choose_cut or args.choose_weight:
         print(f"cut: {model.cut_.describe()}  {choice.objective} = {choice.best_score:.4f}")
     if args.curve:
         write_text(args.curve, json.dumps(record, indent=2) + "\n")

@@ -17,7 +17,7 @@ from cactus.data.tables import ROLES
 from cactus.encoder import ATTENTION_MODES
 from cactus.metrics import METRICS
 from cactus.selfsup import AUGMENTATIONS
-from cactus.train.config import TrainingConfig
+from cactus.train.config import INTERPOLATION_WEIGHTS, TrainingConfig
 from cactus.version import __version__
 
 DEFAULT_DATA_DIR = "../shared/data"
@@ -296,6 +296,10 @@ def _add_tune_threshold(sub) -> None:
     p.add_argument("--choose-cut", action="store_true",
                    help="also choose between the threshold and the adaptive cut (criterion and band) by the same "
                         "objective; --save-to then saves the chosen cut")
+    p.add_argument("--choose-weight", action="store_true",
+                   help="also choose how much of the training's move from the start to keep (the interpolation "
+                        "weight, `Cactus.tune_interpolation`: %s), each with its own cut, by the same objective; "
+                        "implies --choose-cut" % ", ".join(f"{w:g}" for w in INTERPOLATION_WEIGHTS))
     p.add_argument("--curve", default=None, metavar="C.json", help="write the whole curve as JSON")
     p.add_argument("--save-to", default=None, metavar="DIR", help="save the model with the chosen threshold")
     _add_column_args(p)

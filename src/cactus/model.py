@@ -49,6 +49,7 @@ from cactus.encoder import ADAPTER_DIR, ATTENTION_MODES, DEFAULT_BACKBONE, LoraS
 from cactus.encoder.backbone import DEFAULT_ALIASES
 from cactus.encoder import adapter as lora
 from cactus.text import SubsetBatch, token_batches, token_ids
+from cactus.train.config import INTERPOLATION_WEIGHTS
 
 if TYPE_CHECKING:
     from cactus.train import TrainingConfig
@@ -294,12 +295,63 @@ class Cactus:
         require_labels(subsets, "cut tuning")
         sims = self.similarities(subsets, progress=progress)
         choice = tune_cut(sims, [s.labels for s in subsets], grid=grid, objective=self.config.objective)
-        self.adopt_threshold(choice.curve, ThresholdProvenance(subsets=len(subsets)))
+        self._adopt_cut(choice, len(subsets))
+        return choice
+
+    def _adopt_cut(self, choice: CutChoice, n_subsets: int) -> None:
+        self.adopt_threshold(choice.curve, ThresholdProvenance(subsets=n_subsets))
         self.config.cut = choice.cut.to_dict()
         self.config.cut_provenance = {"objective": choice.objective, "best_score": choice.best_score,
-                                      "subsets": len(subsets), "rules_tried": len(choice.rules)}
+                                      "subsets": n_subsets, "rules_tried": len(choice.rules)}
         self.cut_choice_ = choice
-        return choice
+
+    def tune_interpolation(self, subsets: Sequence[Subset], weights: Sequence[float] = INTERPOLATION_WEIGHTS,
+                           grid: np.ndarray | None = None, progress: bool = False) -> dict[float, float]:
+        """Choose on labelled `subsets` how far to move the encoder towards the weights it started from
+        (`interpolate`): at each of `weights` the cut is chosen (`tune_cut`) and scored by the objective, and the
+        best weight (the larger on a tie) is applied with its cut. Returns weight -> that best score.
+
+        A model trained on a few dozen subsets of a new family can be pulled too far from the start; held-out
+        subsets say how much of the move to keep."""
+        require_labels(subsets, "interpolation tuning")
+        if not weights:
+            raise ValueError("tune_interpolation needs at least one weight")
+        for w in weights:
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+                raise ValueError(f"interpolation weights must lie in [0, 1], not {w!r}")
+        self._require_weights("interpolation")
+        self._load()
+        if self.config.adapter:
+            lora.unfold(self._encoder.backbone)  # the B matrices below are the adapter's own, not a folded copy
+            moved = {n: p for n, p in self._encoder.backbone.named_parameters() if ".lora_B." in n}
+            start = None
+        else:
+            moved = {n: t for n, t in self._encoder.state_dict().items() if t.is_floating_point()}
+            start = Cactus(self.config.backbone, device=str(self.device))
+        saved = {n: t.detach().clone() for n, t in moved.items()}
+        history, published = list(self.config.training.get("interpolated", [])), self.base_published_
+
+        def move(weight: float) -> None:  # from the weights as they came in
+            with torch.no_grad():
+                for n, t in moved.items():
+                    t.copy_(saved[n])
+            self.config.training.pop("interpolated", None)
+            if history:
+                self.config.training["interpolated"] = list(history)
+            self.base_published_ = published
+            if weight != 1.0:
+                self.interpolate(weight, start)
+
+        labels = [s.labels for s in subsets]
+        choices = {}
+        for w in sorted({float(w) for w in weights}, reverse=True):
+            move(w)
+            choices[w] = tune_cut(self.similarities(subsets, progress=progress), labels, grid=grid,
+                                  objective=self.config.objective)
+        best = max(choices, key=lambda w: choices[w].best_score)  # the first maximum: the largest weight
+        move(best)
+        self._adopt_cut(choices[best], len(subsets))
+        return {w: c.best_score for w, c in choices.items()}
 
     def predict(self, subsets: Sequence[Subset], threshold: float | None = None, cut: Cut | None = None,
                 progress: bool = False) -> list[np.ndarray]:

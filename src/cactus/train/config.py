@@ -15,6 +15,9 @@ from cactus.losses import LOSSES
 LR_SCHEDULES = ("constant", "linear")
 MIXED_PRECISION = ("no", "bf16")
 TRACKERS = ("tensorboard", "wandb", "mlflow")
+# The interpolation weights that `Cactus.tune_interpolation` tries after training: 1 keeps the trained model, 0 is
+# its start.
+INTERPOLATION_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
 
 
 def _option(default, help: str, cli: bool = True, choices: tuple[str, ...] | None = None):
