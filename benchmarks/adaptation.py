@@ -61,11 +61,11 @@ def adapt(start: Path, weight: float, threshold: float, train: list, val: list, 
     with tempfile.TemporaryDirectory(prefix="cactus-adapt-") as out:
         model.fit(train, val, config=TrainingConfig(**RECIPE, seed=seed, progress=False, log_every=0),
                   output_dir=out)
-    scores = model.tune_interpolation(val, weights=INTERPOLATION_WEIGHTS)
+    scores = model.tune_interpolation(val)
     seconds = time.perf_counter() - began
     return {"before": before, "after": ami_per_subset(model, test), "seconds": seconds,
             "cut": model.cut_.describe(), "threshold": model.threshold_,
-            "weight": max(scores, key=scores.get), "weight_scores": {str(w): v for w, v in scores.items()}}
+            "weight": model.interpolation_weight_, "weight_scores": {str(w): v for w, v in scores.items()}}
 
 
 def main() -> None:

@@ -330,8 +330,8 @@ def test_tune_interpolation_keeps_the_best_weight_with_its_cut(tiny_backbone, ex
         nudge_adapter(m)
     scores = model.tune_interpolation(examples, weights=(0.0, 0.5, 0.75))
     assert list(scores) == [0.75, 0.5, 0.0]
-    best = max(scores, key=scores.get)
-    assert model.cut_choice_.best_score == scores[best]
+    best = model.interpolation_weight_
+    assert scores[best] == max(scores.values()) and model.cut_choice_.best_score == scores[best]
     twin.interpolate(best)
     assert embeddings_equal(model, twin, examples, atol=1e-6)
     assert model.config.training["interpolated"] == [best]

@@ -317,7 +317,7 @@ def cmd_tune_threshold(args) -> int:
         weights = model.tune_interpolation(subsets, grid=grid, progress=not args.quiet)
         print("interpolation weight: " + "  ".join(f"{w:g}: {model.config.objective} = {score:.4f}"
                                                    for w, score in weights.items())
-              + f"  (kept {max(weights, key=weights.get):g})")  # tune_interpolation's pick: the first best
+              + f"  (kept {model.interpolation_weight_:g})")
     if args.choose_cut or args.choose_weight:
         choice = model.cut_choice_ if args.choose_weight else model.tune_cut(subsets, grid=grid,
                                                                              progress=not args.quiet)

@@ -89,6 +89,7 @@ class Cactus:
         fold_adapter: whether `embed` folds a LoRA adapter into the backbone's weights (`cactus.encoder.adapter.fold`:
             the same embeddings, faster); the trainer turns it off while it trains.
         training_summary_: what the trainer reported, after `fit` with a training config.
+        interpolation_weight_: the weight `tune_interpolation` kept.
     """
 
     def __init__(
@@ -309,16 +310,16 @@ class Cactus:
                            grid: np.ndarray | None = None, progress: bool = False) -> dict[float, float]:
         """Choose on labelled `subsets` how far to move the encoder towards the weights it started from
         (`interpolate`): at each of `weights` the cut is chosen (`tune_cut`) and scored by the objective, and the
-        best weight (the larger on a tie) is applied with its cut. Returns weight -> that best score.
+        best weight (the larger on a tie) is applied with its cut and kept in `interpolation_weight_`. Returns
+        weight -> that best score.
 
         A model trained on a few dozen subsets of a new family can be pulled too far from the start; held-out
         subsets say how much of the move to keep."""
         require_labels(subsets, "interpolation tuning")
         if not weights:
             raise ValueError("tune_interpolation needs at least one weight")
-        for w in weights:
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
-                raise ValueError(f"interpolation weights must lie in [0, 1], not {w!r}")
+        for w in weights:  # all checked before any is applied
+            _check_weight(w)
         self._require_weights("interpolation")
         self._load()
         if self.config.adapter:
@@ -351,6 +352,7 @@ class Cactus:
         best = max(choices, key=lambda w: choices[w].best_score)  # the first maximum: the largest weight
         move(best)
         self._adopt_cut(choices[best], len(subsets))
+        self.interpolation_weight_ = best
         return {w: c.best_score for w, c in choices.items()}
 
     def predict(self, subsets: Sequence[Subset], threshold: float | None = None, cut: Cut | None = None,
@@ -407,8 +409,7 @@ class Cactus:
         `config.backbone`). The threshold tuned for the old weights does not fit the new ones: tune it again.
         Each weight applied is appended to `config.training["interpolated"]`, which the model card shows.
         """
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
-            raise ValueError(f"the interpolation weight must lie in [0, 1], not {weight!r}")
+        _check_weight(weight)
         self._require_weights("interpolation")
         self._load()
         if self.config.adapter:
@@ -627,6 +628,11 @@ def _check_params(attention: str, max_tokens: int, objective: str, batch_tokens:
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     parse_objective(objective)
+
+
+def _check_weight(weight) -> None:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"an interpolation weight must lie in [0, 1], not {weight!r}")
 
 
 def _resolve_device(device: str | None) -> torch.device:

@@ -35,9 +35,10 @@ OPSET = 20  # the first with a Gelu operator: at 18 GELU exports as five element
 # kernel took 13.5% of the int8 SIA graph's time (docs/benchmarks/onnx_profile.md as of 0f9153a: 1,084 ms); unfused,
 # the layer norms take 166 ms
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
-# Real tokens per encoder call for an exported graph, by measurement (docs/benchmarks/onnx_speed.md, int8 SIA on an
-# AMD EPYC: 4,096 ran 1.5 and 1.4 times 1,024 on clinc_intent and amazon_category, 2,048 and 8,192 within 7% of it).
-# Before the summaries were gathered as extra key rows, 1,024 was fastest (on an Intel Xeon).
+# Real tokens per encoder call for an exported graph, by measurement (docs/encoder.md#onnx-export, int8 SIA on an
+# AMD EPYC): timed interleaved in one process, 4,096 was fastest on both families (1.07 and 1.17 times 1,024); in the
+# benchmark's sweeps from 1,024 up the order changes from run to run. Before the summaries were gathered as extra key
+# rows, 1,024 was fastest (on an Intel Xeon).
 ONNX_BATCH_TOKENS = 4096
 
 
