@@ -4,20 +4,20 @@ data" recipe, measured.
 
 The starting models are the best models of `benchmarks/configs/leave_one_dataset_out.json` (the default's recipe,
 trained without the family's dataset: what the shipped default is to a family it never saw), given the shipped
-default's token limit per entity (the experiment trains at 32 tokens; the default, and so a user's adaptation,
-runs at 64: product titles are cut at 32). For each left-out family (--families, default: every one) and each
---sizes n: the first n training subsets of the family, the first --val-subsets validation subsets, 200 steps of LoRA
-training on the model's own adapter (lr 5e-4, batches of 4, validated before the first step and every 50 steps, the
-best validated model kept: the start too), then `tune_interpolation` on the same validation subsets (the adapter's
-update scaled by each of `cactus.train.config.INTERPOLATION_WEIGHTS`, the cut chosen at each, the best kept), then
-the first 80 test subsets scored with the model's cut. Wall time covers the training and these choices. References,
-on the same test subsets: the context-free model as shipped at its stored threshold (from
+default's token limit per entity (the experiment trains at 32 tokens; the default, and so a user's adaptation, runs
+at 64: product titles are cut at 32). For each left-out family (--families, default: every one) and each --sizes n:
+the first n training subsets of the family, the first --val-subsets validation subsets, 200 steps of LoRA training
+(seed --seed, 0 by default) on the model's own adapter (lr 5e-4, batches of 4, validated before the first step and
+every 50 steps, the best validated model kept: the start too), then `tune_interpolation` on the same validation
+subsets (the adapter's update scaled by each of `cactus.train.config.INTERPOLATION_WEIGHTS`, the cut chosen at each,
+the best kept), then the first 80 test subsets scored with the model's cut. Wall time covers the training and these
+choices. References, on the same test subsets: the context-free model as shipped at its stored threshold (from
 docs/results/default_model.json), and the pretrained encoder at the same token limit at a threshold tuned on the
 family's own first 25 validation subsets (as the experiments tune it), measured here; per size, the mean difference
 from each over the families, with a 95% paired bootstrap interval (test subsets resampled within each family).
 
-    python benchmarks/adaptation.py     # writes docs/results/adaptation.{json,md}, row by row; a rerun keeps the
-                                        # rows there and measures the rest
+    python benchmarks/adaptation.py     # writes docs/results/adaptation.{json,md}, row by row; a rerun with the
+                                        # same recipe, token limit and seed keeps the rows there, measures the rest
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[20, 50])
     ap.add_argument("--val-subsets", type=int, default=20)
     ap.add_argument("--test-subsets", type=int, default=80)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (the record's: 0)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--default-record", default=str(REPO / "docs/results/default_model.json"))
     ap.add_argument("--interpolate", type=float, default=1.0,
@@ -106,14 +107,14 @@ def main() -> None:
     before = json.loads(done.read_text()) if done.is_file() else {"rows": [], "date": date.today().isoformat()}
     # rows measured before with the same recipe from the same recipe's starts are kept; others are measured again
     same = (before.get("recipe") == RECIPE and before.get("interpolation_weights") == list(INTERPOLATION_WEIGHTS)
-            and before.get("max_tokens") == tokens)
+            and before.get("max_tokens") == tokens and before.get("seed", 0) == args.seed)
     rows = [r for r in before["rows"] if same and r["start"].startswith(METHODS[SHIPPED][0])]
     pretrained = before.get("pretrained_own_t", {}) if same else {}
     measured = before["date"]  # the record's date: the day its last row was measured
 
     def write() -> None:
         reference = {"context-free, stored t": context_free, "pretrained, own t": pretrained}
-        record = record_of(rows, args.threads, reference, measured, args.interpolate, tokens)
+        record = record_of(rows, args.threads, reference, measured, args.interpolate, tokens, args.seed)
         write_record(args.out, record, markdown(record))
 
     for label, (spec, _) in Experiment.load(EXPERIMENT).runs.items():
@@ -135,7 +136,7 @@ def main() -> None:
             if family not in pretrained:
                 pretrained[family] = pretrained_own_t(tokens, val_pool[:REFERENCE_VAL_SUBSETS], test)
             for n in sizes:
-                result = adapt(start, spec.interpolate, threshold, tokens, train_pool[:n], val, test, seed=0)
+                result = adapt(start, spec.interpolate, threshold, tokens, train_pool[:n], val, test, args.seed)
                 row = {"family": family, "start": label, "train_subsets": n, "val_subsets": len(val),
                        "minutes": result["seconds"] / 60, "cut": result["cut"], "threshold": result["threshold"],
                        "weight": result["weight"], "weight_scores": result["weight_scores"],
@@ -151,7 +152,7 @@ def main() -> None:
 
 
 def record_of(rows: list[dict], threads: int, reference: dict, measured: str, interpolate: float,
-              tokens: int) -> dict:
+              tokens: int, seed: int) -> dict:
     summary = {}
     for n in sorted({r["train_subsets"] for r in rows}):
         after = {r["family"]: np.asarray(r["after_per_subset"]) for r in rows if r["train_subsets"] == n}
@@ -163,9 +164,10 @@ def record_of(rows: list[dict], threads: int, reference: dict, measured: str, in
                for key in ("pretrained, own t", "context-free, stored t")},
             "at_least_pretrained_own_t": int(sum(v.mean() >= np.mean(reference["pretrained, own t"][f])
                                                  for f, v in after.items()))}
-    command = "python benchmarks/adaptation.py" + (f" --interpolate {interpolate}" if interpolate != 1.0 else "")
+    command = ("python benchmarks/adaptation.py" + (f" --interpolate {interpolate}" if interpolate != 1.0 else "")
+               + (f" --seed {seed}" if seed else ""))
     return {"command": command, "date": measured, "interpolate": interpolate, "start": METHODS[SHIPPED][1],
-            "recipe": RECIPE, "interpolation_weights": list(INTERPOLATION_WEIGHTS), "max_tokens": tokens,
+            "recipe": RECIPE, "interpolation_weights": list(INTERPOLATION_WEIGHTS), "max_tokens": tokens, "seed": seed,
             "pretrained_own_t": reference["pretrained, own t"], "rows": rows,
             "summary": summary, "machine": machine_info(threads=threads)}
 
@@ -174,8 +176,8 @@ def markdown(rec: dict) -> str:
     rows = rec["rows"]
     lines = [
         "# Adapting to a family the model never saw", "",
-        f"`{rec['command']}` ({rec['date']}; one seed). Start: the model trained without the family's dataset "
-        f"(leave_one_dataset_out: {rec['start']})"
+        f"`{rec['command']}` ({rec['date']}; one training seed, {rec['seed']}). Start: the model trained without the "
+        f"family's dataset (leave_one_dataset_out: {rec['start']})"
         + (f", its adapter's update scaled by {rec['interpolate']} and its threshold tuned again as in that run"
            if rec.get("interpolate", 1.0) != 1.0 else "") + ". Recipe: "
         + ", ".join(f"{k} {v}" for k, v in rec["recipe"].items())
