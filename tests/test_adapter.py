@@ -28,13 +28,13 @@ def examples():
     return read_subsets(EXAMPLES)
 
 
-def nudge_adapter(model: Cactus, seed: int = 0) -> None:
+def nudge_adapter(model: Cactus, seed: int = 0, scale: float = 0.05) -> None:
     """Random adapter weights, as training would leave them (a fresh adapter's B is zero)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.encoder.named_parameters():
             if ".lora_" in name:
-                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+                p.copy_(scale * torch.randn(p.shape, generator=gen))
 
 
 def embeddings_equal(a: Cactus, b: Cactus, subsets, atol: float = 0.0) -> bool:
@@ -321,22 +321,31 @@ def test_cli_trains_an_adapter_and_continues_it_from_a_saved_model(tiny_backbone
 
 
 def test_tune_interpolation_keeps_the_best_weight_with_its_cut(tiny_backbone, examples):
-    """The model ends as its twin interpolated once by the weight of the best score, with the cut chosen there; the
-    weights tried before leave no trace in the config."""
-    model, twin = (Cactus(backbone=tiny_backbone, attention="sia", device="cpu") for _ in range(2))
-    for m in (model, twin):
+    """Each weight scores as a twin interpolated once by it (every weight starts from the weights as they came in);
+    the model ends as the twin of the best score, with the cut chosen there; the weights tried before leave no trace
+    in the config."""
+
+    def adapted() -> Cactus:
+        m = Cactus(backbone=tiny_backbone, attention="sia", device="cpu")
         torch.manual_seed(0)
         m.add_adapter(LoraSpec(rank=2))
-        nudge_adapter(m)
+        nudge_adapter(m, scale=1.0)  # an update large enough that every weight tried scores differently
+        return m
+
+    model = adapted()
     scores = model.tune_interpolation(examples, weights=(0.0, 0.5, 0.75))
     assert list(scores) == [0.75, 0.5, 0.0]
+    twins = {}
+    for w in scores:
+        twins[w] = adapted()
+        twins[w].interpolate(w)
+        assert twins[w].tune_cut(examples).best_score == pytest.approx(scores[w], abs=1e-9)
+    assert len(set(scores.values())) == 3  # so the check above tells the weights apart
     best = model.interpolation_weight_
     assert scores[best] == max(scores.values()) and model.cut_choice_.best_score == scores[best]
-    twin.interpolate(best)
-    assert embeddings_equal(model, twin, examples, atol=1e-6)
+    assert embeddings_equal(model, twins[best], examples, atol=1e-6)
     assert model.config.training["interpolated"] == [best]
-    twin.tune_cut(examples)
-    assert twin.cut_ == model.cut_ and twin.threshold_ == model.threshold_
+    assert twins[best].cut_ == model.cut_ and twins[best].threshold_ == model.threshold_
 
 
 def test_tune_interpolation_of_every_weight_moves_towards_the_backbone(tiny_backbone, examples):

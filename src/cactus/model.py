@@ -48,6 +48,7 @@ from cactus.data.subsets import Subset, require_labels
 from cactus.encoder import ADAPTER_DIR, ATTENTION_MODES, DEFAULT_BACKBONE, LoraSpec, SetEncoder, load_backbone
 from cactus.encoder.backbone import DEFAULT_ALIASES
 from cactus.encoder import adapter as lora
+from cactus.encoder.interpolate import check_weight, interpolate_weights, moved_tensors
 from cactus.text import SubsetBatch, token_batches, token_ids
 from cactus.train.config import INTERPOLATION_WEIGHTS
 
@@ -319,38 +320,27 @@ class Cactus:
         if not weights:
             raise ValueError("tune_interpolation needs at least one weight")
         for w in weights:  # all checked before any is applied
-            _check_weight(w)
-        self._require_weights("interpolation")
-        self._load()
-        if self.config.adapter:
-            lora.unfold(self._encoder.backbone)  # the B matrices below are the adapter's own, not a folded copy
-            moved = {n: p for n, p in self._encoder.backbone.named_parameters() if ".lora_B." in n}
-            start = None
-        else:
-            moved = {n: t for n, t in self._encoder.state_dict().items() if t.is_floating_point()}
-            start = Cactus(self.config.backbone, device=str(self.device))
+            check_weight(w)
+        towards = self._interpolation_start(None)
+        moved = moved_tensors(self._encoder, bool(self.config.adapter))
         saved = {n: t.detach().clone() for n, t in moved.items()}
-        history, published = list(self.config.training.get("interpolated", [])), self.base_published_
 
-        def move(weight: float) -> None:  # from the weights as they came in
+        def restore() -> None:  # the weights as they came in
             with torch.no_grad():
                 for n, t in moved.items():
                     t.copy_(saved[n])
-            self.config.training.pop("interpolated", None)
-            if history:
-                self.config.training["interpolated"] = list(history)
-            self.base_published_ = published
-            if weight != 1.0:
-                self.interpolate(weight, start)
 
         labels = [s.labels for s in subsets]
         choices = {}
         for w in sorted({float(w) for w in weights}, reverse=True):
-            move(w)
+            restore()
+            interpolate_weights(self._encoder, w, towards)
             choices[w] = tune_cut(self.similarities(subsets, progress=progress), labels, grid=grid,
                                   objective=self.config.objective)
         best = max(choices, key=lambda w: choices[w].best_score)  # the first maximum: the largest weight
-        move(best)
+        restore()
+        if best != 1.0:
+            self._interpolate(best, towards)  # recorded as `interpolate` records it: the kept weight alone
         self._adopt_cut(choices[best], len(subsets))
         self.interpolation_weight_ = best
         return {w: c.best_score for w, c in choices.items()}
@@ -409,23 +399,22 @@ class Cactus:
         `config.backbone`). The threshold tuned for the old weights does not fit the new ones: tune it again.
         Each weight applied is appended to `config.training["interpolated"]`, which the model card shows.
         """
-        _check_weight(weight)
+        check_weight(weight)
+        self._interpolate(weight, self._interpolation_start(start))
+
+    def _interpolation_start(self, start: "Cactus | None") -> dict[str, torch.Tensor] | None:
+        """The state dict `interpolate_weights` moves towards (None with an adapter: its update is scaled)."""
         self._require_weights("interpolation")
         self._load()
         if self.config.adapter:
             if start is not None:
                 raise ValueError("a model with an adapter interpolates towards the backbone under it: no start")
-            lora.scale_lora(self._encoder.backbone, weight)
-        else:
-            start = start or Cactus(self.config.backbone, device=str(self.device))
-            towards = start.encoder.state_dict()
-            own = self._encoder.state_dict()
-            if own.keys() != towards.keys() or any(own[k].shape != towards[k].shape for k in own):
-                raise ValueError("the two encoders have different weights: interpolation needs one architecture")
-            with torch.no_grad():
-                for name, tensor in own.items():
-                    if tensor.is_floating_point():
-                        tensor.mul_(weight).add_(towards[name].to(tensor.device), alpha=1 - weight)
+            return None
+        return (start or Cactus(self.config.backbone, device=str(self.device))).encoder.state_dict()
+
+    def _interpolate(self, weight: float, towards: dict[str, torch.Tensor] | None) -> None:
+        interpolate_weights(self._encoder, weight, towards)
+        if towards is not None:
             self.base_published_ = self.base_published_ and weight == 1
         self.config.training["interpolated"] = [*self.config.training.get("interpolated", []), weight]
 
@@ -628,11 +617,6 @@ def _check_params(attention: str, max_tokens: int, objective: str, batch_tokens:
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     parse_objective(objective)
-
-
-def _check_weight(weight) -> None:
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
-        raise ValueError(f"an interpolation weight must lie in [0, 1], not {weight!r}")
 
 
 def _resolve_device(device: str | None) -> torch.device:
