@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cactus.version import __version__
-from cactus.atomic import atomic_dir, recover_dir
+from cactus.atomic import atomic_dir
 from cactus.card import model_card
 from cactus.cluster import (
     Cut,
@@ -40,7 +40,6 @@ from cactus.config import (
     SCHEMA_VERSION,
     TOKENIZER_DIR,
     CactusConfig,
-    ModelFormatError,
     ThresholdProvenance,
     packaged_model,
 )
@@ -49,6 +48,7 @@ from cactus.encoder import ADAPTER_DIR, ATTENTION_MODES, DEFAULT_BACKBONE, LoraS
 from cactus.encoder.backbone import DEFAULT_ALIASES
 from cactus.encoder import adapter as lora
 from cactus.encoder.interpolate import check_weight, interpolate_weights, moved_tensors
+from cactus.model_folder import read_model_folder
 from cactus.text import SubsetBatch, token_batches, token_ids
 from cactus.train.config import INTERPOLATION_WEIGHTS
 
@@ -488,7 +488,7 @@ class Cactus:
         constructor.
         """
         folder = packaged_model(path) or Path(path)
-        config, curve, choice = _read_model_folder(folder)
+        config, curve, choice = read_model_folder(folder)
         where = folder
         if attention is not None and attention != config.attention and config.trained:
             if not allow_attention_change:
@@ -515,98 +515,6 @@ class Cactus:
         if config.onnx:
             model._onnx_dir, model.base_published_ = folder, False
         return model
-
-
-def _read_model_folder(path: Path) -> tuple[CactusConfig, ThresholdCurve | None, CutChoice | None]:
-    """The config, threshold curve and cut choice saved in a model folder (recovering an interrupted save first).
-    A folder that is there but cannot be loaded raises ModelFormatError naming the file; its weights' header and its
-    encoder config are checked here, so that a damaged folder fails before any work."""
-    recover_dir(path)
-    cfg_file = path / CONFIG_NAME
-    if not cfg_file.is_file():
-        raise FileNotFoundError(f"{path}: not a cactus model folder (no {CONFIG_NAME})")
-    try:
-        record = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ModelFormatError(f"{cfg_file}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except (UnicodeDecodeError, RecursionError):
-        raise ModelFormatError(f"{cfg_file}: not a JSON text") from None
-    if not isinstance(record, dict) or "config" not in record:
-        raise ModelFormatError(f"{cfg_file}: missing key 'config' (not a cactus model config)")
-    version = record.get("schema_version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ModelFormatError(f"{cfg_file}: 'schema_version' must be an integer, got {version!r}")
-    if version > SCHEMA_VERSION:
-        raise ModelFormatError(f"{cfg_file}: schema version {version} is newer than this cactus ({__version__}) "
-                               f"reads ({SCHEMA_VERSION}); upgrade cactus")
-    config = CactusConfig.from_dict(record["config"], source=str(cfg_file))
-    try:
-        curve = ThresholdCurve.from_dict(record["threshold_curve"]) if record.get("threshold_curve") else None
-        choice = CutChoice.from_dict(record["cut_choice"], curve) if record.get("cut_choice") else None
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ModelFormatError(f"{cfg_file}: malformed 'threshold_curve' or 'cut_choice' ({e!r})") from None
-    # Without backbone/, the installed default backbone loads by its name (as `save_pretrained` leaves it): only
-    # for an untrained model, or an adapter on it.
-    if config.onnx:
-        _check_onnx_folder(path, config.onnx["file"])
-        return config, curve, choice
-    by_name = config.backbone in DEFAULT_ALIASES and (config.adapter or not config.trained)
-    if (path / BACKBONE_DIR).exists() or not by_name:
-        _check_backbone_folder(path / BACKBONE_DIR)
-    if config.adapter:
-        _check_adapter_folder(path / ADAPTER_DIR)
-    return config, curve, choice
-
-
-def _check_onnx_folder(folder: Path, name: str) -> None:
-    """ModelFormatError naming the file unless `folder` holds the graph file `name` and a tokenizer (the graph itself
-    is read when the model first encodes)."""
-    if Path(name).name != name:
-        raise ModelFormatError(f"{folder / CONFIG_NAME}: the graph's file name {name!r} must be a plain file name")
-    for required in (folder / name, folder / TOKENIZER_DIR):
-        if not required.exists():
-            raise ModelFormatError(f"{required}: missing (the model folder is an exported graph)")
-
-
-def _check_adapter_folder(folder: Path) -> None:
-    """ModelFormatError naming the file unless `folder` holds readable adapter weights."""
-    from safetensors import safe_open
-
-    file = folder / lora.ADAPTER_WEIGHTS
-    if not file.is_file():
-        raise ModelFormatError(f"{file}: missing (the config names an adapter)")
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            f.keys()
-    except Exception as e:  # safetensors raises its own error type, or OSError
-        raise ModelFormatError(f"{file}: not a readable safetensors file ({_one_line(e)})") from None
-
-
-def _check_backbone_folder(folder: Path) -> None:
-    """ModelFormatError naming the file unless `folder` holds a loadable encoder config and readable safetensors
-    weights (only their headers are read: cheap)."""
-    from safetensors import safe_open
-    from transformers import AutoConfig
-
-    if not folder.is_dir():
-        raise ModelFormatError(f"{folder}: missing (the model folder is incomplete)")
-    try:
-        AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    except Exception as e:  # transformers raises many kinds (OSError, ValueError, KeyError) for a bad config
-        raise ModelFormatError(f"{folder / 'config.json'}: not a loadable encoder config ({_one_line(e)})") from None
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
-        raise ModelFormatError(f"{folder}: no .safetensors weights")
-    for file in weights:
-        try:
-            with safe_open(str(file), framework="pt") as f:
-                f.keys()
-        except Exception as e:  # safetensors raises its own error type, or OSError
-            raise ModelFormatError(f"{file}: not a readable safetensors file ({_one_line(e)})") from None
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _check_params(attention: str, max_tokens: int, objective: str, batch_tokens: int) -> None:
