@@ -69,22 +69,15 @@ def _check_onnx_folder(folder: Path, name: str) -> None:
 
 def _check_adapter_folder(folder: Path) -> None:
     """ModelFormatError naming the file unless `folder` holds readable adapter weights."""
-    from safetensors import safe_open
-
     file = folder / lora.ADAPTER_WEIGHTS
     if not file.is_file():
         raise ModelFormatError(f"{file}: missing (the config names an adapter)")
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            f.keys()
-    except Exception as e:  # safetensors raises its own error type, or OSError
-        raise ModelFormatError(f"{file}: not a readable safetensors file ({_one_line(e)})") from None
+    _check_safetensors(file)
 
 
 def _check_backbone_folder(folder: Path) -> None:
     """ModelFormatError naming the file unless `folder` holds a loadable encoder config and readable safetensors
-    weights (only their headers are read: cheap)."""
-    from safetensors import safe_open
+    weights."""
     from transformers import AutoConfig
 
     if not folder.is_dir():
@@ -97,11 +90,18 @@ def _check_backbone_folder(folder: Path) -> None:
     if not weights:
         raise ModelFormatError(f"{folder}: no .safetensors weights")
     for file in weights:
-        try:
-            with safe_open(str(file), framework="pt") as f:
-                f.keys()
-        except Exception as e:  # safetensors raises its own error type, or OSError
-            raise ModelFormatError(f"{file}: not a readable safetensors file ({_one_line(e)})") from None
+        _check_safetensors(file)
+
+
+def _check_safetensors(file: Path) -> None:
+    """ModelFormatError naming `file` unless its safetensors header reads (only the header: cheap)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # safetensors raises its own error type, or OSError
+        raise ModelFormatError(f"{file}: not a readable safetensors file ({_one_line(e)})") from None
 
 
 def _one_line(error: BaseException) -> str:
